@@ -1,0 +1,3 @@
+from pinmem.cli import main
+
+raise SystemExit(main())

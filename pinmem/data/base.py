@@ -1,0 +1,194 @@
+"""The dataset base class every loader derives from.
+
+A loader only says where its files are (:meth:`SegmentationDataset.list_files`) and how its label files decode
+to trainIds (:meth:`SegmentationDataset.decode_label`); reading, error messages, the transform hook and the
+size check are shared here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pinmem.data.io import read_image, read_label_indices
+from pinmem.data.labels import lookup_table
+from pinmem.errors import CorruptFileError, DatasetLayoutError
+
+#: ``transform(image_rgb_uint8_HxWx3, label_uint8_HxW, seed) -> (image_float_3xHxW, label_int64_HxW)``
+Transform = Callable[[np.ndarray, np.ndarray, "int | None"], "tuple[torch.Tensor, torch.Tensor]"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class SegmentationDataset(torch.utils.data.Dataset, ABC):
+    """A split of one segmentation dataset as sorted ``(image_path, label_path)`` pairs.
+
+    Subclasses set :attr:`name`, :attr:`layout` (shown in errors), :attr:`split_folders` (project split name ->
+    native folder names), :attr:`id_to_train` and :attr:`known_ids`, and implement :meth:`list_files` (and
+    :meth:`read_native_label` where the label file is not a plain single-channel PNG).
+    ``split="all"`` joins every native split.
+    """
+
+    name: ClassVar[str] = ""
+    layout: ClassVar[str] = ""
+    split_folders: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: evaluation-size handling (SPEC §7): resize to this height (keeping aspect), then centre-crop a square.
+    eval_height: ClassVar[int | None] = None
+    eval_center_crop: ClassVar[int | None] = None
+    #: native id -> trainId (SPEC §7); ids not listed decode to 255.
+    id_to_train: ClassVar[dict[int, int]] = {}
+    #: every native value a valid label file may hold (mapped or deliberately ignored); `data check` reports others.
+    known_ids: ClassVar[frozenset[int]] = frozenset()
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None) -> None:
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise DatasetLayoutError(
+                f"{self.name}: dataset root {self.root} does not exist or is not a folder; expected layout:\n"
+                f"{self.layout}"
+            )
+        valid = (*self.split_folders, "all")
+        if split not in valid:
+            raise DatasetLayoutError(f"{self.name}: unknown split {split!r}; choose one of {', '.join(valid)}")
+        self.split = split
+        if split == "all":  # every native split that is present; a missing one (often `test`) is skipped
+            found: list[tuple[Path, Path]] = []
+            errors: list[DatasetLayoutError] = []
+            for folders in self.split_folders.values():
+                try:
+                    found += self.list_files(folders)
+                except DatasetLayoutError as err:
+                    errors.append(err)
+            if not found and errors:
+                raise errors[0]
+        else:
+            found = self.list_files(self.split_folders[split])
+        self.files: list[tuple[Path, Path]] = sorted(set(found))
+        if not self.files:
+            raise DatasetLayoutError(
+                f"{self.name}: no image/label pairs found for split {split!r} under {self.root}; expected layout:\n"
+                f"{self.layout}"
+            )
+        if transform is None:
+            from pinmem.data.transforms import EvalTransform
+
+            transform = EvalTransform(height=self.eval_height, center_crop=self.eval_center_crop)
+        self.transform = transform
+
+    # -- what a loader implements -------------------------------------------------------------------------
+    @abstractmethod
+    def list_files(self, native_splits: Sequence[str]) -> list[tuple[Path, Path]]:
+        """All ``(image, label)`` pairs of the given native split folders."""
+
+    def read_native_label(self, path: Path) -> np.ndarray:
+        """Read the label file at ``path`` as H×W native ids (before mapping to trainIds)."""
+        return read_label_indices(path)
+
+    # -- shared behaviour ---------------------------------------------------------------------------------
+    @classmethod
+    def lookup(cls) -> np.ndarray:
+        """65536-entry native id -> trainId table (255 for ids the dataset's table does not map)."""
+        if "_lut" not in cls.__dict__:
+            cls._lut = lookup_table(cls.id_to_train, size=65536)
+        return cls._lut
+
+    def decode_label(self, path: Path) -> np.ndarray:
+        """Read the label file at ``path`` and return H×W ``uint8`` trainIds (255 = ignore)."""
+        native = self.read_native_label(path)
+        if native.ndim != 2:
+            raise CorruptFileError(f"{self.name}: label {path} has shape {native.shape}, expected one channel")
+        native = np.clip(native, 0, 65535)  # out-of-range values become ignore through the table
+        return self.lookup()[native]
+
+    def require_dir(self, *parts: str) -> Path:
+        """``root/parts`` if it is a folder, else a :class:`DatasetLayoutError` naming it and the layout."""
+        path = self.root.joinpath(*parts)
+        if not path.is_dir():
+            raise DatasetLayoutError(
+                f"{self.name}: expected folder {path} is missing; expected layout:\n{self.layout}"
+            )
+        return path
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load_image(self, index: int) -> np.ndarray:
+        """The ``index``-th image as H×W×3 RGB ``uint8``."""
+        return read_image(self.files[index][0])
+
+    def load_label(self, index: int) -> np.ndarray:
+        """The ``index``-th label as H×W ``uint8`` trainIds, 255 = ignore."""
+        label = self.decode_label(self.files[index][1])
+        if label.ndim != 2 or label.dtype != np.uint8:
+            raise CorruptFileError(f"{self.files[index][1]}: decoded to {label.shape} {label.dtype}, not H×W uint8")
+        return label
+
+    def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image and label, checked to have the same size."""
+        image, label = self.load_image(index), self.load_label(index)
+        if image.shape[:2] != label.shape:
+            img_path, lbl_path = self.files[index]
+            raise CorruptFileError(
+                f"{self.name}: image {img_path} is {image.shape[1]}×{image.shape[0]} but label {lbl_path} is "
+                f"{label.shape[1]}×{label.shape[0]}"
+            )
+        return image, label
+
+    def get(self, index: int, seed: int | None = None) -> dict[str, Any]:
+        """Load pair ``index`` and apply the transform with ``seed``; returns image, label, index, domain."""
+        image, label = self.load_pair(index)
+        image_t, label_t = self.transform(image, label, seed)
+        return {"image": image_t, "label": label_t, "index": index, "domain": self.name}
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.get(index)
+
+    def find_size_mismatches(self) -> list[int]:
+        """Indices whose image and label sizes differ, read from the file headers only (fast)."""
+        bad = []
+        for i, (img, lbl) in enumerate(self.files):
+            try:
+                with Image.open(img) as a, Image.open(lbl) as b:
+                    if a.size != b.size:
+                        bad.append(i)
+            except Exception:  # unreadable files are reported by `data check`; training skips them too
+                bad.append(i)
+        return bad
+
+    def drop(self, indices: Sequence[int]) -> None:
+        """Remove the given pairs (e.g. size mismatches before training)."""
+        gone = set(indices)
+        self.files = [f for i, f in enumerate(self.files) if i not in gone]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
+
+
+def files_by_key(folder: Path, pattern: str, suffix: str) -> dict[str, Path]:
+    """Files under ``folder`` (recursively) matching ``pattern``, keyed by their path relative to ``folder`` with
+    ``suffix`` removed, so that an image and its label share a key."""
+    found: dict[str, Path] = {}
+    for path in folder.rglob(pattern):
+        rel = path.relative_to(folder).as_posix()
+        if rel.endswith(suffix):
+            found[rel[: len(rel) - len(suffix)]] = path
+    return found
+
+
+def pair_by_stem(
+    images: dict[str, Path], labels: dict[str, Path], dataset: str, folder: Path
+) -> list[tuple[Path, Path]]:
+    """Pair images with labels that share a key; an image without a label is an error naming it."""
+    missing = sorted(set(images) - set(labels))
+    if missing:
+        examples = ", ".join(str(images[k]) for k in missing[:3])
+        raise DatasetLayoutError(
+            f"{dataset}: {len(missing)} image(s) under {folder} have no label file, e.g. {examples}"
+        )
+    return [(images[k], labels[k]) for k in images]
