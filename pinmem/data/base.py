@@ -26,6 +26,11 @@ Transform = Callable[[np.ndarray, np.ndarray, "int | None"], "tuple[torch.Tensor
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+def no_transform(image: np.ndarray, label: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The identity transform: ``ds.get(i)`` then returns the decoded arrays (picklable, unlike a lambda)."""
+    return image, label
+
+
 class SegmentationDataset(torch.utils.data.Dataset, ABC):
     """A split of one segmentation dataset as sorted ``(image_path, label_path)`` pairs.
 

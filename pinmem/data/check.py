@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pinmem.data import build_dataset
-from pinmem.data.base import SegmentationDataset
+from pinmem.data.base import SegmentationDataset, no_transform
 from pinmem.data.labels import CLASSES, IGNORE, NUM_CLASSES
 from pinmem.errors import PinmemError
 
@@ -81,7 +81,7 @@ def check_dataset(
     name: str, root: str, split: str = "all", limit: int | None = None, workers: int = 1, progress: bool = True
 ) -> CheckReport:
     """Check ``limit`` pairs (all by default) of a dataset split; layout errors raise, file errors are collected."""
-    dataset = build_dataset(name, root, split, transform=lambda image, label, seed: (image, label))
+    dataset = build_dataset(name, root, split, transform=no_transform)
     indices = list(range(len(dataset)))[: limit if limit else None]
     report = CheckReport(dataset=dataset.name, split=split, root=str(dataset.root), pairs=len(dataset))
     chunks = [indices[i : i + 16] for i in range(0, len(indices), 16)]
