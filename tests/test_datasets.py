@@ -139,3 +139,16 @@ def test_mapillary_versions(write_dataset, tmp_path):
 
 def test_registry_lists_six_datasets():
     assert sorted(DATASETS) == ["bdd100k", "cityscapes", "gtav", "idd", "mapillary", "synthia"]
+
+
+def test_training_dataset_skips_mismatches_with_a_logged_count(write_dataset, caplog):
+    from pinmem.data import build_training_dataset
+    from pinmem.data.io import write_png
+
+    written = write_dataset("gtav", counts={"train": 3}, layout="repacked")
+    ds = build_dataset("gtav", written.root, "train", transform=identity_transform)
+    write_png(ds.files[0][1], np.zeros((7, 9), dtype=np.uint8))
+    with caplog.at_level("WARNING"):
+        train = build_training_dataset("gtav", written.root, "train", transform=identity_transform)
+    assert len(train) == 2 and ds.files[0] not in train.files
+    assert "skipping 1 of 3" in caplog.text

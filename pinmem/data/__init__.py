@@ -6,6 +6,7 @@ dataset has it (mapped onto the native folder names) or ``all``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pinmem.data.base import SegmentationDataset, Transform
@@ -33,4 +34,24 @@ def build_dataset(
     return DATASETS[key](root, split=split, transform=transform)
 
 
-__all__ = ["DATASETS", "SegmentationDataset", "Transform", "build_dataset"]
+def build_training_dataset(
+    name: str, root: str | Path, split: str = "train", transform: Transform | None = None
+) -> SegmentationDataset:
+    """Like :func:`build_dataset`, with the pairs whose image and label sizes differ (GTAV has some) removed.
+
+    The number removed is logged; `pinmem data check` lists them by name.
+    """
+    dataset = build_dataset(name, root, split, transform)
+    bad = dataset.find_size_mismatches()
+    if bad:
+        logging.getLogger(__name__).warning(
+            "%s/%s: skipping %d of %d pairs whose image and label sizes differ or cannot be read "
+            "(`pinmem data check --dataset %s --root %s` lists them)", name, split, len(bad), len(dataset), name, root
+        )
+        dataset.drop(bad)
+    if not len(dataset):
+        raise DatasetLayoutError(f"{name}: no usable image/label pairs left in split {split!r} under {root}")
+    return dataset
+
+
+__all__ = ["DATASETS", "SegmentationDataset", "Transform", "build_dataset", "build_training_dataset"]
