@@ -22,3 +22,7 @@ class CorruptFileError(PinmemError):
 
 class ConfigError(PinmemError):
     """A configuration key or value is invalid."""
+
+
+class WeightsError(PinmemError):
+    """A weights file cannot be read or does not match the model (the message lists the offending keys)."""

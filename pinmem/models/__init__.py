@@ -1,0 +1,35 @@
+"""Models: ResNet backbones (bn / ibn / isw), DeepLabV3+ and DeepLabV2, the Pin the Memory module, the losses.
+
+Entry point: :func:`build_model`. See ``docs/models.md``.
+"""
+
+from pinmem.models.base import SegmentationModel, SegmentationOutput
+from pinmem.models.deeplabv2 import DeepLabV2
+from pinmem.models.deeplabv3plus import DeepLabV3Plus
+from pinmem.models.factory import ARCHS, BACKBONES, build_model
+from pinmem.models.memory import MemoryOutput, MemoryRead, PinMemory, UpdateNetwork
+from pinmem.models.memory_ops import class_sums, label_weights, update_memory
+from pinmem.models.resnet import BackboneFeatures, ResNet, resnet
+from pinmem.models.weights import WeightsError, load_backbone_weights
+
+__all__ = [
+    "ARCHS",
+    "BACKBONES",
+    "BackboneFeatures",
+    "DeepLabV2",
+    "DeepLabV3Plus",
+    "MemoryOutput",
+    "MemoryRead",
+    "PinMemory",
+    "ResNet",
+    "SegmentationModel",
+    "SegmentationOutput",
+    "UpdateNetwork",
+    "WeightsError",
+    "build_model",
+    "class_sums",
+    "label_weights",
+    "load_backbone_weights",
+    "resnet",
+    "update_memory",
+]

@@ -1,0 +1,57 @@
+"""DeepLabV2 (SPEC §2, Table 4 / 12 of the paper) with an optional Pin the Memory module."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from pinmem.models.aspp import ASPPv2, scaled_rates
+from pinmem.models.base import SegmentationModel, SegmentationOutput
+from pinmem.models.layers import conv_bn_relu, init_new_layers, resize
+from pinmem.models.memory import PinMemory
+from pinmem.models.resnet import ResNet
+
+
+class DeepLabV2(SegmentationModel):
+    """DeepLabV2 on a ResNet trunk (normally R101 at OS8).
+
+    layer4 → ``aspp`` (ASPP-v2: four 3×3 conv → 256 at rates 6/12/18/24 at OS8, scaled by 8/OS, summed)
+    = F → [``memory`` → R] → ``head`` (3×3 conv 256, BN, ReLU) → ``classifier`` (1×1, bias) → bilinear
+    upsample to the input size. SPEC §2 defines the auxiliary head only for DeepLabV3+; the released
+    DeepLabV2 has the same layer3 head (``dsn``) and trains with it, so ``aux_head=True`` is the default
+    here as well.
+    """
+
+    def __init__(
+        self,
+        backbone: ResNet,
+        num_classes: int = 19,
+        memory: PinMemory | None = None,
+        aux_head: bool = True,
+        channels: int = 256,
+    ) -> None:
+        super().__init__(backbone, num_classes, memory, aux_head)
+        rates = scaled_rates((6, 12, 18, 24), 8, backbone.output_stride)
+        self.aspp = ASPPv2(backbone.channels["layer4"], channels, rates)
+        self.head = conv_bn_relu(channels, channels, 3)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+        init_new_layers(self.head)
+        init_new_layers(self.classifier)
+
+    def forward(
+        self,
+        x: Tensor,
+        labels: Tensor | None = None,
+        memory: Tensor | None = None,
+        compute_aux: bool | None = None,
+    ) -> SegmentationOutput:
+        bb = self.backbone.forward_features(x)
+        feature = self.aspp(bb.features["layer4"])
+        head_in, mem = self.memory_step(feature, labels, memory)
+        logits = resize(self.classifier(self.head(head_in)), x.shape[-2:])
+        return SegmentationOutput(
+            logits=logits,
+            feature=feature,
+            aux_logits=self.aux(bb.features["layer3"], compute_aux),
+            whitening_features=bb.whitened,
+            **mem,
+        )

@@ -1,0 +1,64 @@
+"""DeepLabV3+ (SPEC §2) with an optional Pin the Memory module between the ASPP projection and the decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from pinmem.models.aspp import ASPP, scaled_rates
+from pinmem.models.base import SegmentationModel, SegmentationOutput
+from pinmem.models.layers import conv_bn_relu, init_new_layers, resize
+from pinmem.models.memory import PinMemory
+from pinmem.models.resnet import ResNet
+
+
+class DeepLabV3Plus(SegmentationModel):
+    """DeepLabV3+ on a ResNet trunk.
+
+    layer4 → ``aspp`` (rates 6/12/18 at OS16, scaled by 16/OS) → ``project`` (1×1 1280→256, BN, ReLU) = F →
+    [``memory`` read/write → R] → upsample ×4 to layer1's size, concatenated with ``low_level``(layer1)
+    (1×1 → 48, BN, ReLU) → ``decoder`` (two 3×3 conv 256, BN, ReLU) → ``classifier`` (1×1, bias) → bilinear
+    upsample to the input size. ``aux_head`` on layer3. All resizing is bilinear with ``align_corners=True``.
+    """
+
+    def __init__(
+        self,
+        backbone: ResNet,
+        num_classes: int = 19,
+        memory: PinMemory | None = None,
+        aux_head: bool = True,
+        channels: int = 256,
+        low_level_channels: int = 48,
+    ) -> None:
+        super().__init__(backbone, num_classes, memory, aux_head)
+        rates = scaled_rates((6, 12, 18), 16, backbone.output_stride)
+        self.aspp = ASPP(backbone.channels["layer4"], channels, rates)
+        self.project = conv_bn_relu(self.aspp.out_channels, channels, 1)
+        self.low_level = conv_bn_relu(backbone.channels["layer1"], low_level_channels, 1)
+        self.decoder = nn.Sequential(
+            conv_bn_relu(channels + low_level_channels, channels, 3), conv_bn_relu(channels, channels, 3)
+        )
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+        for m in (self.project, self.low_level, self.decoder, self.classifier):
+            init_new_layers(m)
+
+    def forward(
+        self,
+        x: Tensor,
+        labels: Tensor | None = None,
+        memory: Tensor | None = None,
+        compute_aux: bool | None = None,
+    ) -> SegmentationOutput:
+        bb = self.backbone.forward_features(x)
+        feature = self.project(self.aspp(bb.features["layer4"]))
+        head_in, mem = self.memory_step(feature, labels, memory)
+        low = self.low_level(bb.features["layer1"])
+        y = torch.cat([low, resize(head_in, low.shape[-2:])], dim=1)
+        logits = resize(self.classifier(self.decoder(y)), x.shape[-2:])
+        return SegmentationOutput(
+            logits=logits,
+            feature=feature,
+            aux_logits=self.aux(bb.features["layer3"], compute_aux),
+            whitening_features=bb.whitened,
+            **mem,
+        )
