@@ -1,0 +1,1 @@
+"""Training machinery: configuration, trainer, checkpoints, distributed helpers, logging."""

@@ -1,0 +1,259 @@
+"""Typed training configuration: dataclass defaults, YAML files and ``key=value`` command-line overrides.
+
+``load_config(path, overrides)`` merges, in order, the defaults below, the YAML file (if any) and the
+overrides, validates types and values, and returns a :class:`Config`. Unknown keys are an error that names the
+nearest valid key. Dataset roots come from ``data.root`` (default: the ``PINMEM_DATA`` environment variable,
+else ``./data``) joined with the dataset name, unless ``data.roots.<name>`` gives a path of its own.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pinmem.errors import ConfigError
+
+METHODS = ("erm", "ibn", "isw", "mldg", "pinmem")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "deeplabv3plus"
+    backbone: str = "resnet50"
+    #: 16 or 8; None = the architecture's default (16 for DeepLabV3+, 8 for DeepLabV2)
+    output_stride: int | None = None
+    #: backbone normalisation; None = the method's (``ibn`` for ibn, ``isw`` for isw, else ``bn``)
+    norm: str | None = None
+    #: the memory module; None = the method's (on for pinmem only)
+    memory: bool | None = None
+    #: a local torchvision-format ImageNet checkpoint of the backbone; None trains from scratch
+    backbone_weights: str | None = None
+    num_classes: int = 19
+    #: draw Gumbel noise in the read at evaluation too (the released code's random predictions)
+    gumbel_at_eval: bool = False
+
+
+@dataclass
+class DataConfig:
+    root: str = "${oc.env:PINMEM_DATA,data}"
+    #: per-dataset root overrides, e.g. ``data.roots.gtav=/fast/gtav``
+    roots: dict[str, str] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=lambda: ["gtav", "synthia"])
+    targets: list[str] = field(default_factory=lambda: ["cityscapes", "bdd100k", "mapillary"])
+    #: samples per epoch (each sample = one image from every source), 2975 as released
+    epoch_length: int = 2975
+    num_workers: int = 4
+    #: the released code's strong ColorJitter(0.8, 0.8, 0.8, 0.3) on the first source, for mldg/pinmem (SPEC §6)
+    strong_jitter_first_source: bool = False
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 30463
+    batch_per_domain: int = 4
+    crop_size: int = 768
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    #: ``exp``: lr·exp(−exp_rate·t/exp_horizon) as released; ``poly``: lr·(1 − t/T)^poly_power
+    schedule: str = "exp"
+    exp_rate: float = 9.0
+    exp_horizon: int = 120000
+    poly_power: float = 0.9
+    #: ``none``, ``bf16`` (autocast), or ``fp16`` (autocast with a gradient scaler, GPU only)
+    amp: str = "none"
+    seed: int = 304
+    out_dir: str = "runs/pinmem"
+    #: validate on the targets every N iterations (0: only after the last iteration)
+    val_every: int = 0
+    #: keep a numbered checkpoint every N iterations (0: only ``last.pt``, written at the end)
+    ckpt_every: int = 0
+    log_every: int = 10
+    #: False: plain softmax instead of Gumbel noise and no dropout (for equivalence tests)
+    stochastic: bool = True
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class MetaConfig:
+    """MLDG and Pin the Memory's meta-learning (SPEC §5)."""
+
+    #: outer gradient: first order (released) or through θ' (the paper's eq. 11)
+    first_order: bool = True
+    #: inner step α = lr·inner_lr_ratio, recomputed after each step (released: lr/4) …
+    inner_lr_ratio: float = 0.25
+    #: … and this value for the very first step
+    first_inner_lr: float = 0.001
+
+
+@dataclass
+class PinmemConfig:
+    lambda_coh: float = 0.02
+    lambda_div: float = 0.2
+    memory_momentum: float = 0.8
+    #: images per source domain for the memory initialisation (released: two passes of 2975)
+    init_images: int = 5950
+
+
+@dataclass
+class ISWConfig:
+    start_epoch: int = 5
+    weight: float = 0.6
+    trials: int = 10
+    images_per_trial: int = 500
+    clusters: int = 3
+
+
+@dataclass
+class Config:
+    method: str = "pinmem"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    pinmem: PinmemConfig = field(default_factory=PinmemConfig)
+    isw: ISWConfig = field(default_factory=ISWConfig)
+
+    def dataset_root(self, name: str) -> Path:
+        """Where dataset ``name`` lives: ``data.roots.<name>`` or ``data.root/<name>``."""
+        if name in self.data.roots:
+            return Path(self.data.roots[name]).expanduser()
+        return Path(self.data.root).expanduser() / name
+
+    @property
+    def uses_memory(self) -> bool:
+        return self.method == "pinmem" if self.model.memory is None else self.model.memory
+
+    @property
+    def norm(self) -> str:
+        if self.model.norm is not None:
+            return self.model.norm
+        return {"ibn": "ibn", "isw": "isw"}.get(self.method, "bn")
+
+
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "method": METHODS,
+    "model.arch": ("deeplabv3plus", "deeplabv2"),
+    "model.backbone": ("resnet18", "resnet34", "resnet50", "resnet101"),
+    "model.output_stride": (None, 8, 16),
+    "model.norm": (None, "bn", "ibn", "isw"),
+    "train.schedule": ("exp", "poly"),
+    "train.amp": ("none", "bf16", "fp16"),
+}
+POSITIVE = ("train.iterations", "train.batch_per_domain", "train.crop_size", "data.epoch_length")
+NON_NEGATIVE = ("train.val_every", "train.ckpt_every", "train.lr", "train.weight_decay", "data.num_workers")
+
+
+def _all_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            full = f"{prefix}{key}"
+            keys.append(full)
+            keys += _all_keys(node._get_node(key), full + ".")
+    return keys
+
+
+def _explain(err: OmegaConfBaseException, valid: list[str], source: str) -> ConfigError:
+    key = getattr(err, "full_key", None) or ""
+    if "not in" in str(err) or "Key '" in str(err):
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return ConfigError(f"{source}: unknown config key {key!r}{hint}")
+    message = str(err).splitlines()[0]
+    return ConfigError(f"{source}: bad value for {key!r}: {message}")
+
+
+def parse_overrides(overrides: list[str]) -> DictConfig:
+    """``["train.lr=0.02", "data.sources=[gtav,synthia]"]`` -> a DictConfig; a malformed item is named."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except Exception as err:
+        raise ConfigError(f"cannot parse overrides {overrides}: {err}") from err
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults ← YAML file ← overrides, validated. Raises :class:`ConfigError` naming the file and key."""
+    schema = OmegaConf.structured(Config)
+    valid = _all_keys(schema)
+    merged = schema
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(data).__name__}")
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.create(data))
+        except OmegaConfBaseException as err:
+            raise _explain(err, valid, str(path)) from err
+    if overrides:
+        try:
+            merged = OmegaConf.merge(merged, parse_overrides(overrides))
+        except OmegaConfBaseException as err:
+            raise _explain(err, valid, "command line") from err
+    try:
+        OmegaConf.resolve(merged)
+        config: Config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise _explain(err, valid, str(path or "config")) from err
+    validate(config)
+    return config
+
+
+def _get(config: Config, dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def validate(config: Config) -> None:
+    """Value checks the type system does not make."""
+    for key, allowed in CHOICES.items():
+        value = _get(config, key)
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(map(str, allowed))}")
+    for key in POSITIVE:
+        if _get(config, key) <= 0:
+            raise ConfigError(f"{key} must be positive, got {_get(config, key)}")
+    for key in NON_NEGATIVE:
+        if _get(config, key) < 0:
+            raise ConfigError(f"{key} must not be negative, got {_get(config, key)}")
+    if not config.data.sources:
+        raise ConfigError("data.sources is empty: give at least one source dataset")
+    if config.method in ("mldg", "pinmem") and len(config.data.sources) < 2:
+        raise ConfigError(f"method {config.method} splits the sources into meta-train and meta-test: "
+                          f"it needs at least two in data.sources, got {config.data.sources}")
+    if config.train.amp == "fp16" and config.train.device == "cpu":
+        raise ConfigError("train.amp=fp16 needs a GPU; use bf16 on CPU")
+    if config.method == "isw" and config.norm != "isw":
+        raise ConfigError("method isw needs model.norm=isw (or leave model.norm unset)")
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """Plain nested dict (for checkpoints and logs)."""
+    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+
+
+def to_yaml(config: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """A :class:`Config` from :func:`to_dict`'s output (e.g. from a checkpoint)."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(data)))
