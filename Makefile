@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pinmem-installed
 
-.PHONY: venv test lint bench clean
+.PHONY: venv test lint demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check pinmem tests benchmarks
 	$(PY) -m pytest
+
+DEMO_OUT ?= runs/demo
+demo: $(STAMP)
+	$(VENV)/bin/pinmem data examples --out $(DEMO_OUT)/data
+	for d in gtav synthia cityscapes bdd100k mapillary idd; do \
+	  $(VENV)/bin/pinmem data check --dataset $$d --root $(DEMO_OUT)/data/$$d --quiet | tail -n 1 || exit 1; done
 
 lint: $(STAMP)
 	$(PY) -m ruff check pinmem tests benchmarks
