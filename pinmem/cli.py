@@ -34,12 +34,46 @@ def cmd_data_examples(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from pinmem.engine.config import load_config
+    from pinmem.engine.trainer import Trainer, load_resume
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    overrides = list(args.overrides)
+    resume = args.resume
+    if resume and "=" in resume and not Path(resume).exists():  # `--resume key=value`: no path was given
+        overrides.insert(0, resume)
+        resume = ""
+    if resume is not None:
+        config, checkpoint = load_resume(args.config, overrides, resume or None)
+    else:
+        config, checkpoint = load_config(args.config, overrides), None
+    results = Trainer(config, checkpoint).fit()
+    for name, result in results.items():
+        print(f"{name:<12s} val mIoU {100 * result.miou:6.2f}  ({result.num_images} images, whole image)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pinmem.data import DATASETS
 
     parser = argparse.ArgumentParser(prog="pinmem", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"pinmem {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", help="train a model (erm, ibn, isw, mldg, pinmem)",
+        description="Train with the typed defaults, a YAML config and key=value overrides; "
+                    "`torchrun --nproc_per_node N -m pinmem train ...` for several processes.",
+    )
+    train.add_argument("--config", help="YAML config file (see configs/)")
+    train.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
+                       help="continue from a checkpoint (default: OUT/checkpoints/last.pt)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.iterations=1000 method=erm")
+    train.set_defaults(func=cmd_train)
 
     data = commands.add_parser("data", help="inspect and prepare datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")

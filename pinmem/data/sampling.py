@@ -259,11 +259,15 @@ def build_train_loader(
     extra: dict[str, Any] = {}
     if num_workers > 0:
         extra = {"persistent_workers": True, "prefetch_factor": prefetch_factor or 2}
+    # the workers' base seed comes from a generator of our own, so that building the loader never advances
+    # the global torch RNG (an exact resume restores that RNG and must see the same stream)
+    generator = torch.Generator().manual_seed(sampler.config.seed)
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=sampler,
         collate_fn=collate_domains,
         num_workers=num_workers,
         pin_memory=pin_memory,
+        generator=generator,
         **extra,
     )

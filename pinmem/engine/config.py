@@ -182,11 +182,21 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"cannot parse overrides {overrides}: {err}") from err
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults ← YAML file ← overrides, validated. Raises :class:`ConfigError` naming the file and key."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None
+) -> Config:
+    """Defaults ← ``base`` (e.g. a checkpoint's config) ← YAML file ← overrides, validated.
+
+    Raises :class:`ConfigError` naming the file and the key.
+    """
     schema = OmegaConf.structured(Config)
     valid = _all_keys(schema)
     merged = schema
+    if base is not None:
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.create(base))
+        except OmegaConfBaseException as err:
+            raise _explain(err, valid, "checkpoint config") from err
     if path is not None:
         path = Path(path)
         if not path.is_file():

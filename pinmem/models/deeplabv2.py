@@ -37,6 +37,10 @@ class DeepLabV2(SegmentationModel):
         init_new_layers(self.head)
         init_new_layers(self.classifier)
 
+    def encode(self, x: Tensor) -> Tensor:
+        """F alone (backbone and ASPP-v2): what the memory initialisation and writes need."""
+        return self.aspp(self.backbone.forward_features(x).features["layer4"])
+
     def forward(
         self,
         x: Tensor,

@@ -42,6 +42,10 @@ class DeepLabV3Plus(SegmentationModel):
         for m in (self.project, self.low_level, self.decoder, self.classifier):
             init_new_layers(m)
 
+    def encode(self, x: Tensor) -> Tensor:
+        """F alone (backbone, ASPP, projection): what the memory initialisation and writes need."""
+        return self.project(self.aspp(self.backbone.forward_features(x).features["layer4"]))
+
     def forward(
         self,
         x: Tensor,

@@ -9,11 +9,13 @@ ignores label 255 (any value outside ``[0, N)``); a batch with no valid pixel gi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from pinmem.models.memory_ops import at_least_float32
 
 IGNORE_INDEX = 255
 AUX_WEIGHT = 0.4
@@ -21,14 +23,24 @@ LAMBDA_COH = 0.02
 LAMBDA_DIV = 0.2
 ISW_WEIGHT = 0.6
 
+#: maps a batch's number of valid pixels to the denominator of its mean; the trainer passes one that returns
+#: the global count over ranks divided by the world size, so averaging the ranks' gradients gives exactly the
+#: gradient of the global-batch mean. None: the local count.
+Normalizer = Callable[[Tensor], Tensor]
 
-def cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
+
+def cross_entropy(
+    logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_INDEX, normalizer: Normalizer | None = None
+) -> Tensor:
     """Mean pixel cross-entropy over valid pixels (0 when there is none)."""
     labels = labels.long()
     valid = (labels >= 0) & (labels < logits.shape[1])
     target = torch.where(valid, labels, torch.full_like(labels, ignore_index))
-    total = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="sum")
-    return total / valid.sum().clamp_min(1)
+    total = F.cross_entropy(at_least_float32(logits), target, ignore_index=ignore_index, reduction="sum")
+    count = valid.sum()
+    if normalizer is not None:
+        count = normalizer(count)
+    return total / count.clamp_min(1)
 
 
 def resize_labels(labels: Tensor, size: Sequence[int]) -> Tensor:
@@ -39,17 +51,24 @@ def resize_labels(labels: Tensor, size: Sequence[int]) -> Tensor:
 
 
 def segmentation_loss(
-    logits: Tensor, labels: Tensor, aux_logits: Tensor | None = None, aux_weight: float = AUX_WEIGHT
+    logits: Tensor,
+    labels: Tensor,
+    aux_logits: Tensor | None = None,
+    aux_weight: float = AUX_WEIGHT,
+    normalizer: Normalizer | None = None,
 ) -> Tensor:
     """L_seg = CE(P, Y) + 0.4·CE(P_aux, Y↓nearest) (SPEC §4); the aux term is skipped when ``aux_logits`` is
     None. ``logits`` are at the label's size, ``aux_logits`` at layer3's."""
-    loss = cross_entropy(logits, labels)
+    loss = cross_entropy(logits, labels, normalizer=normalizer)
     if aux_logits is not None:
-        loss = loss + aux_weight * cross_entropy(aux_logits, resize_labels(labels, aux_logits.shape[-2:]))
+        aux_labels = resize_labels(labels, aux_logits.shape[-2:])
+        loss = loss + aux_weight * cross_entropy(aux_logits, aux_labels, normalizer=normalizer)
     return loss
 
 
-def cohesion_loss(cosine: Tensor, labels: Tensor, temperature: float = 1.0) -> Tensor:
+def cohesion_loss(
+    cosine: Tensor, labels: Tensor, temperature: float = 1.0, normalizer: Normalizer | None = None
+) -> Tensor:
     """Feature cohesion L_coh (paper: −(1/|P|) Σ_p y_pᵀ log W_p, with W = softmax(s/τ) without Gumbel noise).
 
     Coded as CE between the cosine map s/τ (B×N×h×w), upsampled bilinearly (``align_corners=True``) to the
@@ -58,13 +77,13 @@ def cohesion_loss(cosine: Tensor, labels: Tensor, temperature: float = 1.0) -> T
     logits = cosine / temperature
     if tuple(logits.shape[-2:]) != tuple(labels.shape[-2:]):
         logits = F.interpolate(logits, size=tuple(labels.shape[-2:]), mode="bilinear", align_corners=True)
-    return cross_entropy(logits, labels)
+    return cross_entropy(logits, labels, normalizer=normalizer)
 
 
 def memory_classification_loss(memory_hat: Tensor, classifier: torch.nn.Module) -> Tensor:
     """(1/N) Σ_n −log softmax(G(M̂_n))[n]: every slot must be classified as its own class by G."""
     targets = torch.arange(memory_hat.shape[0], device=memory_hat.device)
-    return F.cross_entropy(classifier(memory_hat).float(), targets)
+    return F.cross_entropy(at_least_float32(classifier(memory_hat)), targets)
 
 
 def memory_repulsion(memory_hat: Tensor) -> Tensor:

@@ -20,6 +20,11 @@ def _full_precision(device: torch.device) -> AbstractContextManager[object]:
     return nullcontext()
 
 
+def at_least_float32(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32, or kept in float64 (half precisions are promoted; float64 stays exact)."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
 def _linear_taps(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """Source indices and weights of 1-D linear interpolation with ``align_corners=True``."""
     scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
@@ -64,7 +69,8 @@ def class_sums(features: Tensor, labels: Tensor, num_classes: int) -> tuple[Tens
     """
     weights = label_weights(labels, num_classes, features.shape[-2:]).flatten(2)  # B×N×P
     with _full_precision(features.device):
-        z = features.float().flatten(2)  # B×C×P
+        z = at_least_float32(features).flatten(2)  # B×C×P
+        weights = weights.to(z.dtype)
         sums = torch.einsum("bnp,bcp->nc", weights, z)
     return sums, weights.sum(dim=(0, 2))
 

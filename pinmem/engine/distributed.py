@@ -1,0 +1,175 @@
+"""Data-parallel training without DDP's wrapper, so that the second-order meta-gradient works across ranks.
+
+PyTorch's ``DistributedDataParallel`` does not support double backward, and ``nn.SyncBatchNorm`` neither runs
+on CPU nor supports it. pinmem therefore averages gradients itself (:meth:`DistContext.average_gradients`)
+and synchronises batch norm with :class:`SyncBatchNorm2d`, whose statistics are formed with differentiable
+all-reduces. Everything a rank computes from the whole global batch — BN statistics, the memory write's
+per-class sums, the valid-pixel counts that normalise the cross-entropies, the inner gradient of the
+meta-learning step — goes through :meth:`DistContext.all_reduce`, so N ranks with per-domain batch b follow
+the same trajectory as one rank with batch N·b.
+
+Launch with ``torchrun --nproc_per_node N -m pinmem train ...``; a plain ``pinmem train`` is one rank.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class DistContext:
+    """Where this process stands in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def all_reduce(self, tensor: Tensor) -> Tensor:
+        """Sum over ranks, differentiable (its backward sums the gradients over ranks); identity on one rank."""
+        if not self.distributed:
+            return tensor
+        import torch.distributed.nn.functional as dist_fn
+
+        return dist_fn.all_reduce(tensor, op=dist.ReduceOp.SUM)
+
+    @torch.no_grad()
+    def sum_(self, tensor: Tensor) -> Tensor:
+        """In-place sum over ranks, not differentiable (counts, metrics)."""
+        if self.distributed:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def mean_count(self, count: Tensor) -> Tensor:
+        """The global count divided by the world size: a rank normalising its loss sum by this makes the
+        average of the ranks' gradients equal the gradient of the global mean."""
+        if not self.distributed:
+            return count
+        return self.sum_(count.detach().float().clone()) / self.world_size
+
+    @torch.no_grad()
+    def average_gradients(self, parameters: list[nn.Parameter]) -> None:
+        """Average ``.grad`` over ranks (one flat all-reduce)."""
+        if not self.distributed:
+            return
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= self.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def average_tensors(self, tensors: list[Tensor]) -> list[Tensor]:
+        """Differentiable average over ranks of a list of tensors (the meta-learning inner gradient)."""
+        if not self.distributed:
+            return tensors
+        return [None if t is None else self.all_reduce(t) / self.world_size for t in tensors]
+
+    @torch.no_grad()
+    def broadcast_module(self, module: nn.Module) -> None:
+        """Make every rank start from rank 0's parameters and buffers."""
+        if self.distributed:
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(tensor.data, src=0)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def broadcast_object(self, obj: Any) -> Any:
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def init_distributed(device: str = "auto") -> DistContext:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1); pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank if world > 1 else (dev.index or 0))
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+
+
+class SyncBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm whose training statistics are taken over the global batch of all ranks.
+
+    Mean and variance come from all-reduced sums of x and x², so the layer is differentiable to any order
+    (the second-order meta-gradient goes through it) and runs on CPU (gloo) as on GPU. In eval mode, or on
+    one rank, it is a plain :class:`~torch.nn.BatchNorm2d`.
+    """
+
+    def __init__(self, num_features: int, context: DistContext, **kwargs: Any) -> None:
+        super().__init__(num_features, **kwargs)
+        self.context = context
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and self.context.distributed):
+            return super().forward(x)
+        c = x.shape[1]
+        local = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)),
+                           x.new_tensor([x.numel() / c])])
+        total = self.context.all_reduce(local)
+        count = total[2 * c]
+        mean = total[:c] / count
+        var = (total[c : 2 * c] / count - mean * mean).clamp_min(0)
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                m = self.momentum if self.momentum is not None else 0.1
+                unbiased = var * count / max(float(count) - 1.0, 1.0)
+                self.running_mean.mul_(1 - m).add_(m * mean.detach())
+                self.running_var.mul_(1 - m).add_(m * unbiased.detach())
+                self.num_batches_tracked.add_(1)
+        y = (x - mean[None, :, None, None]) * torch.rsqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+
+
+def convert_sync_batchnorm(module: nn.Module, context: DistContext) -> nn.Module:
+    """Replace every ``BatchNorm2d`` by :class:`SyncBatchNorm2d` (same parameters, buffers and names)."""
+    if not context.distributed:
+        return module
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            sync = SyncBatchNorm2d(child.num_features, context, eps=child.eps, momentum=child.momentum,
+                                   affine=child.affine, track_running_stats=child.track_running_stats)
+            sync.load_state_dict(child.state_dict())
+            sync.to(next(child.buffers()).device)
+            setattr(module, name, sync)
+        else:
+            convert_sync_batchnorm(child, context)
+    return module
+
+
+def batch_norm_eval(x: Tensor, bn: nn.BatchNorm2d) -> Tensor:
+    """``bn`` applied with its running statistics whatever its mode (used by the eval-mode memory commit)."""
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)

@@ -1,0 +1,322 @@
+"""The trainer: one loop for every method, exact resume, data parallelism with ``torchrun``.
+
+``Trainer(config).fit()`` builds the data (a multi-domain loader over the sources, SPEC §6), the model, the
+method, SGD with the ``exp``/``poly`` schedule and, for Pin the Memory, initialises the memory from class means;
+then runs ``train.iterations`` iterations with a progress bar, JSON-lines and TensorBoard logs, optional periodic
+validation and checkpoints, and a final validation on the targets. ``Trainer(config, resume=PATH).fit()``
+continues a run: weights, memory, optimiser, schedule, scaler, RNG states and data position come from the
+checkpoint, so a resumed run follows the uninterrupted one bit for bit (CPU, same seed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pinmem.data import build_dataset, build_training_dataset
+from pinmem.data.sampling import SamplerConfig, build_train_loader
+from pinmem.data.transforms import TrainTransform
+from pinmem.engine.checkpoint import build_model_from_config, load_checkpoint, save_checkpoint
+from pinmem.engine.config import Config, load_config, to_dict, to_yaml
+from pinmem.engine.distributed import DistContext, convert_sync_batchnorm, init_distributed
+from pinmem.engine.logging import MetricLogger
+from pinmem.errors import ConfigError, PinmemError
+from pinmem.methods import build_method
+from pinmem.methods.isw import ISW
+
+log = logging.getLogger("pinmem")
+
+
+class TrainingDiverged(PinmemError):
+    """A loss became NaN or infinite."""
+
+
+def learning_rate(config: Config, iteration: int) -> float:
+    """lr_t: ``exp`` = lr·exp(−rate·t/horizon) (released), ``poly`` = lr·(1 − t/T)^power."""
+    t = config.train
+    if t.schedule == "exp":
+        return t.lr * math.exp(-t.exp_rate * iteration / t.exp_horizon)
+    return t.lr * (1.0 - min(iteration, t.iterations) / t.iterations) ** t.poly_power
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states as plain values (loadable with ``weights_only=True``)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    internal, version, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def disable_dropout(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+
+
+class Trainer:
+    """Trains ``config.method`` on ``config.data.sources``; see the module docstring."""
+
+    def __init__(self, config: Config, checkpoint: dict[str, Any] | None = None,
+                 context: DistContext | None = None) -> None:
+        self.checkpoint = checkpoint
+        self.config = config
+        self.context = context or init_distributed(config.train.device)
+        if config.train.amp == "fp16" and (self.context.device.type != "cuda" or config.method in ("mldg", "pinmem")):
+            raise ConfigError("train.amp=fp16 needs a GPU and a method without an inner gradient step "
+                              "(erm, ibn, isw); use train.amp=bf16")
+        self.out_dir = Path(config.train.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.start_iteration = int(self.checkpoint["iteration"]) if self.checkpoint else 0
+        seed_everything(config.train.seed)
+        self.logger = MetricLogger(self.out_dir, enabled=self.context.is_main)
+
+        self.sources = self._training_sets()
+        self.sampler_config = SamplerConfig(
+            epoch_length=config.data.epoch_length, batch_per_domain=config.train.batch_per_domain,
+            seed=config.train.seed, rank=self.context.rank, world_size=self.context.world_size,
+            iterations=config.train.iterations,
+        )
+        self.model = self._model()
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(self.parameters, lr=config.train.lr, momentum=config.train.momentum,
+                                         weight_decay=config.train.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda t: learning_rate(config, t) / config.train.lr)
+        self.scaler = torch.amp.GradScaler(self.context.device.type, enabled=config.train.amp == "fp16")
+        self.method = build_method(config, self.model, self.context)
+        if isinstance(self.method, ISW):
+            self.method.attach_data(list(self.sources.values()), self.sampler_config.iterations_per_epoch)
+        if self.checkpoint:
+            self._restore_training_state()
+
+    # ------------------------------------------------------------------ set-up
+    def _training_sets(self) -> dict[str, Any]:
+        cfg = self.config
+        sets = {}
+        for position, name in enumerate(cfg.data.sources):
+            strong = (cfg.data.strong_jitter_first_source and position == 0 and cfg.method in ("mldg", "pinmem"))
+            transform = TrainTransform(crop_size=cfg.train.crop_size, strong_jitter=strong)
+            sets[name] = build_training_dataset(name, cfg.dataset_root(name), "train", transform)
+        return sets
+
+    def _model(self) -> nn.Module:
+        cfg, ctx = self.config, self.context
+        load_backbone = self.checkpoint is None
+        model = build_model_from_config(cfg, load_backbone=load_backbone,
+                                        memory_reduce=ctx.all_reduce if ctx.distributed else None)
+        if not cfg.train.stochastic:
+            disable_dropout(model)
+        if self.checkpoint:
+            try:
+                model.load_state_dict(self.checkpoint["model"])
+            except RuntimeError as err:
+                raise PinmemError(f"the checkpoint's weights do not fit the configured model: "
+                                  f"{str(err).splitlines()[0]}") from err
+        model = convert_sync_batchnorm(model, ctx).to(ctx.device)
+        ctx.broadcast_module(model)
+        return model.train()
+
+    def _restore_training_state(self) -> None:
+        ckpt = self.checkpoint
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.method.load_state_dict(ckpt.get("method", {}))
+
+    def initialise_memory(self) -> None:
+        """SPEC §3: class means of the L2-normalised F over the sources' training data (eval mode, no grad),
+        ``pinmem.init_images`` per domain over all ranks; per-class sums all-reduced before the mean."""
+        memory = getattr(self.model, "memory", None)
+        if memory is None:
+            return
+        cfg, ctx = self.config, self.context
+        per_iteration = cfg.train.batch_per_domain * ctx.world_size
+        iterations = max(1, math.ceil(cfg.pinmem.init_images / per_iteration))
+        init_sampler = SamplerConfig(epoch_length=cfg.data.epoch_length, batch_per_domain=cfg.train.batch_per_domain,
+                                     seed=cfg.train.seed + 1, rank=ctx.rank, world_size=ctx.world_size,
+                                     iterations=iterations)
+        loader = build_train_loader(self.sources, init_sampler, num_workers=cfg.data.num_workers)
+        self.model.eval()
+        with torch.no_grad():
+            for batch in tqdm(loader, total=iterations, desc="memory init", disable=not self._bar()):
+                for part in batch.values():
+                    x, y = part["image"].to(ctx.device), part["label"].to(ctx.device)
+                    with self._autocast():
+                        feature = self.model.encode(x)
+                    memory.init_accumulate(feature.float(), y)
+        counts = memory.init_finalize(reduce=ctx.sum_ if ctx.distributed else None)
+        seen = int((counts > 0).sum())
+        log.info("memory initialised from %d images per domain: %d of %d classes seen",
+                 iterations * per_iteration, seen, len(counts))
+        self.model.train()
+
+    # ------------------------------------------------------------------ the loop
+    def _bar(self) -> bool:
+        return self.context.is_main and self.config.train.progress
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        amp = self.config.train.amp
+        if amp == "none":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+        return torch.autocast(self.context.device.type, dtype=dtype)
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``train.iterations``; returns the final validation results (per target) if any."""
+        cfg, ctx = self.config, self.context
+        if ctx.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(to_yaml(cfg))
+        if self.checkpoint is None:
+            self.initialise_memory()
+        loader = build_train_loader(self.sources, self.sampler_config, start_iteration=self.start_iteration,
+                                    num_workers=cfg.data.num_workers,
+                                    pin_memory=ctx.device.type == "cuda")
+        batches = iter(loader)
+        if self.checkpoint is not None:  # after the loader exists, so that nothing advances the RNGs afterwards
+            set_rng_state(self.checkpoint["rng"])
+        total = cfg.train.iterations
+        bar = tqdm(total=total, initial=self.start_iteration, desc=f"train {cfg.method}", disable=not self._bar(),
+                   dynamic_ncols=True)
+        results: dict[str, Any] = {}
+        iteration = self.start_iteration
+        try:
+            while iteration < total:
+                losses = self.train_step(next(batches), iteration)
+                iteration += 1
+                bar.update(1)
+                if iteration % cfg.train.log_every == 0 or iteration == total:
+                    scalars = {k: float(v) for k, v in losses.items()}
+                    scalars["lr"] = self.optimizer.param_groups[0]["lr"]
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items()})
+                    self.logger.log(iteration, scalars)
+                if cfg.train.ckpt_every and iteration % cfg.train.ckpt_every == 0 and iteration < total:
+                    self.save(iteration, numbered=True)
+                if cfg.train.val_every and iteration % cfg.train.val_every == 0 and iteration < total:
+                    self.validate(iteration)
+        finally:
+            bar.close()
+        self.save(iteration, numbered=bool(cfg.train.ckpt_every))
+        if cfg.data.targets:
+            results = self.validate(iteration)
+        self.logger.close()
+        return results
+
+    def train_step(self, batch: dict[str, Any], iteration: int) -> dict[str, torch.Tensor]:
+        """One iteration: the method's gradients, averaged over ranks, one SGD step, the method's commit."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.method.before_step(iteration)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            losses = self.method.step(batch, iteration, lr)
+        self._check_finite(losses, iteration)
+        self.scaler.unscale_(self.optimizer)
+        self.context.average_gradients(self.parameters)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.method.after_step(iteration)
+        return losses
+
+    def _check_finite(self, losses: dict[str, torch.Tensor], iteration: int) -> None:
+        names = list(losses)
+        bad = torch.tensor([0.0 if torch.isfinite(losses[n]).all() else 1.0 for n in names])
+        self.context.sum_(bad)
+        if bad.any():
+            which = [n for n, b in zip(names, bad.tolist(), strict=True) if b]
+            values = {n: float(losses[n]) for n in which}
+            raise TrainingDiverged(
+                f"loss term(s) {', '.join(which)} became non-finite at iteration {iteration + 1} ({values}) "
+                f"on some rank; training stopped. The last checkpoint in {self.ckpt_dir} is untouched; lower "
+                "train.lr or use train.amp=none to continue."
+            )
+
+    # ------------------------------------------------------------------ checkpoints and validation
+    def save(self, iteration: int, numbered: bool = False) -> None:
+        if not self.context.is_main:
+            return
+        payload = {
+            "config": to_dict(self.config),
+            "model": self.model.state_dict(),
+            "iteration": iteration,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "rng": rng_state(),
+            "method": self.method.state_dict(),
+        }
+        save_checkpoint(self.ckpt_dir / "last.pt", payload)
+        if numbered:
+            save_checkpoint(self.ckpt_dir / f"iter_{iteration:06d}.pt", payload)
+
+    def validate(self, iteration: int) -> dict[str, Any]:
+        """mIoU on every target's val split (whole image, the protocol's sizes); ranks share the images."""
+        from pinmem.evaluation.evaluate import EvalResult, evaluate
+        from pinmem.evaluation.metrics import ConfusionMatrix
+
+        cfg, ctx = self.config, self.context
+        results: dict[str, Any] = {}
+        rng = rng_state()  # validation must not perturb the training stream
+        self.model.eval()
+        for name in cfg.data.targets:
+            dataset = build_dataset(name, cfg.dataset_root(name), "val")
+            shard = torch.utils.data.Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
+            part = evaluate(self.model, shard, mode="whole", device=ctx.device, amp=cfg.train.amp,
+                            progress=self._bar(), name=name)
+            matrix = ctx.sum_(part.confusion.tensor().to(ctx.device)).cpu()
+            total = ConfusionMatrix(part.confusion.num_classes, matrix)
+            result = EvalResult(total, total.metrics(), part.settings, len(dataset), name, "val")
+            results[name] = result
+            self.logger.log(iteration, {f"{name}/miou": result.miou}, kind="val")
+            if ctx.is_main:
+                log.info("iteration %d: %s val mIoU %.2f", iteration, name, 100 * result.miou)
+        self.model.train()
+        set_rng_state(rng)
+        return results
+
+
+def load_resume(config_file: str | None, overrides: list[str], resume: str | None) -> tuple[Config, dict[str, Any]]:
+    """For ``--resume [PATH]``: the checkpoint (``OUT/checkpoints/last.pt`` when no path is given, ``OUT`` from the
+    config file and overrides) and the run's config — the checkpoint's, with this command's overrides on top
+    (e.g. a larger ``train.iterations``)."""
+    if resume:
+        path = Path(resume)
+    else:
+        path = Path(load_config(config_file, overrides).train.out_dir) / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise PinmemError(f"no checkpoint to resume at {path}")
+    checkpoint = load_checkpoint(path)
+    return load_config(None, overrides, base=checkpoint["config"]), checkpoint

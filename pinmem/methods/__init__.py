@@ -1,0 +1,33 @@
+"""Training methods, one module each, one interface (:class:`~pinmem.methods.base.Method`).
+
+``erm`` (the paper's Baseline), ``ibn`` (ERM on the IBN backbone), ``isw`` (RobustNet), ``mldg`` and
+``pinmem`` (Pin the Memory, Algorithm 1).
+"""
+
+from __future__ import annotations
+
+from pinmem.engine.config import Config
+from pinmem.engine.distributed import DistContext
+from pinmem.errors import ConfigError
+from pinmem.methods.base import Method
+from pinmem.methods.erm import ERM
+from pinmem.methods.isw import ISW
+from pinmem.methods.mldg import MLDG
+from pinmem.methods.pinmem import PinTheMemory
+from pinmem.models.base import SegmentationModel
+
+METHODS: dict[str, type[Method]] = {"erm": ERM, "ibn": ERM, "isw": ISW, "mldg": MLDG, "pinmem": PinTheMemory}
+
+
+def build_method(config: Config, model: SegmentationModel, context: DistContext) -> Method:
+    """The method ``config.method`` for ``model``."""
+    if config.method not in METHODS:
+        raise ConfigError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+    if config.method != "pinmem" and model.memory is not None:
+        raise ConfigError(f"model.memory=true is only trained by method pinmem (method is {config.method})")
+    if config.method == "pinmem" and model.memory is None:
+        raise ConfigError("method pinmem needs the memory module (model.memory must not be false)")
+    return METHODS[config.method](model, config, context)
+
+
+__all__ = ["METHODS", "Method", "build_method"]

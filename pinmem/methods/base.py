@@ -1,0 +1,129 @@
+"""What every training method shares: one interface and the small pieces the meta-learning loops reuse.
+
+A method's :meth:`Method.step` computes one iteration's gradients into the parameters' ``.grad`` (this rank's
+share; the trainer averages them over ranks and takes the optimiser step) and returns its loss terms;
+:meth:`Method.after_step` runs after the optimiser step (Pin the Memory commits its memory there).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.stateless import _reparametrize_module
+
+from pinmem.engine.config import Config
+from pinmem.engine.distributed import DistContext
+from pinmem.models.base import SegmentationModel, SegmentationOutput
+from pinmem.models.losses import segmentation_loss
+
+#: one iteration's data: domain -> {"image": B×3×H×W, "label": B×H×W, "index": B}
+Batch = Mapping[str, Mapping[str, Tensor]]
+Params = dict[str, Tensor]
+
+
+class Method(ABC):
+    """A training method (ERM, ISW, MLDG, Pin the Memory) behind one interface."""
+
+    name: ClassVar[str]
+
+    def __init__(self, model: SegmentationModel, config: Config, context: DistContext) -> None:
+        self.model, self.config, self.context = model, config, context
+        self.normalizer = context.mean_count if context.distributed else None
+
+    @abstractmethod
+    def step(self, batch: Batch, iteration: int, lr: float) -> dict[str, Tensor]:
+        """Gradients of iteration ``iteration`` (0-based, learning rate ``lr``) into ``.grad``; loss terms."""
+
+    def before_step(self, iteration: int) -> None:  # noqa: B027 (a hook; most methods need none)
+        """Called before :meth:`step` (ISW's covariance stage starts here)."""
+
+    def after_step(self, iteration: int) -> None:  # noqa: B027
+        """Called after the optimiser step (Pin the Memory's memory commit)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        if state:
+            raise ValueError(f"{self.name} keeps no state, got {sorted(state)}")
+
+    # ------------------------------------------------------------------ shared pieces
+    def inputs(self, batch: Batch, domains: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Images and labels of ``domains`` concatenated, on the training device."""
+        device = self.context.device
+        x = torch.cat([batch[d]["image"] for d in domains]).to(device, non_blocking=True)
+        y = torch.cat([batch[d]["label"] for d in domains]).to(device, non_blocking=True)
+        return x, y
+
+    def seg_loss(self, out: SegmentationOutput, labels: Tensor) -> Tensor:
+        """L_seg = CE(P, Y) + 0.4·CE(P_aux, Y↓), normalised over the global batch."""
+        return segmentation_loss(out.logits, labels, out.aux_logits, normalizer=self.normalizer)
+
+    def trainable(self) -> Params:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+
+def split_domains(domains: Sequence[str], seed: int, iteration: int) -> tuple[list[str], list[str]]:
+    """Algorithm 1, line 3: a random permutation of the sources, k ~ U{1, …, |S|−1}; the first k domains are
+    meta-train, the rest meta-test. A pure function of (seed, iteration), so every rank draws the same split."""
+    if len(domains) < 2:
+        raise ValueError(f"meta-learning needs at least two source domains, got {list(domains)}")
+    rng = np.random.default_rng([seed, iteration, 0x5EED])
+    order = [domains[i] for i in rng.permutation(len(domains))]
+    k = int(rng.integers(1, len(domains)))
+    return order[:k], order[k:]
+
+
+def inner_lr(config: Config, iteration: int, lr: float) -> float:
+    """α: ``meta.first_inner_lr`` at the very first step, then lr·``meta.inner_lr_ratio`` (released: lr/4)."""
+    return config.meta.first_inner_lr if iteration == 0 else lr * config.meta.inner_lr_ratio
+
+
+def gradients(loss: Tensor, params: Params, create_graph: bool) -> list[Tensor]:
+    """∇ loss for every parameter (zeros where the loss does not depend on it)."""
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph,
+                                retain_graph=create_graph, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params.values(), strict=True)]
+
+
+def inner_step(params: Params, grads: Sequence[Tensor], alpha: float, first_order: bool) -> Params:
+    """θ' = θ − α·g. First order treats g as a constant (∂θ'/∂θ = I); second order keeps its graph."""
+    return {name: p - alpha * (g.detach() if first_order else g)
+            for (name, p), g in zip(params.items(), grads, strict=True)}
+
+
+def accumulate(params: Params, grads: Sequence[Tensor]) -> None:
+    """Add ``grads`` to the parameters' ``.grad``."""
+    for p, g in zip(params.values(), grads, strict=True):
+        p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
+
+
+def forward_with(model: nn.Module, params: Params, *args: Any, **kwargs: Any) -> Any:
+    """``model(*args, **kwargs)`` with ``params`` in place of its parameters (buffers stay the module's)."""
+    return torch.func.functional_call(model, params, args, kwargs, strict=False)
+
+
+@contextmanager
+def substituted(module: nn.Module, tensors: Params) -> Iterator[nn.Module]:
+    """``module`` with some parameters/buffers replaced for the duration, so that any of its methods (not
+    just ``forward``) can run with them. The same mechanism ``torch.func.functional_call`` uses."""
+    with _reparametrize_module(module, tensors):
+        yield module
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Temporarily in eval mode (BN running statistics, no dropout)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)

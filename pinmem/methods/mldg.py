@@ -1,0 +1,36 @@
+"""MLDG (Li et al., 2018), the paper's meta-learning baseline (SPEC §5, last paragraph).
+
+Each iteration splits the sources into meta-train and meta-test; L_tr = L_seg on meta-train,
+θ' = θ − α∇L_tr, L_te = L_seg(θ') on meta-test, and one step on ∇(L_tr + L_te). First order (released):
+∂θ'/∂θ = I, i.e. the sum of the two gradients; second order: the gradient flows back through θ'.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from pinmem.methods.base import Batch, Method, accumulate, forward_with, gradients, inner_lr, inner_step, split_domains
+
+
+class MLDG(Method):
+    name = "mldg"
+
+    def step(self, batch: Batch, iteration: int, lr: float) -> dict[str, Tensor]:
+        first_order = self.config.meta.first_order
+        meta_train, meta_test = split_domains(list(batch), self.config.train.seed, iteration)
+        x_tr, y_tr = self.inputs(batch, meta_train)
+        x_te, y_te = self.inputs(batch, meta_test)
+        params = self.trainable()
+
+        loss_tr = self.seg_loss(self.model(x_tr), y_tr)
+        grads_tr = gradients(loss_tr, params, create_graph=not first_order)
+        fast = inner_step(params, self.context.average_tensors(grads_tr), inner_lr(self.config, iteration, lr),
+                          first_order)
+        loss_te = self.seg_loss(forward_with(self.model, fast, x_te), y_te)
+
+        if first_order:
+            loss_te.backward()
+            accumulate(params, grads_tr)
+        else:
+            (loss_tr + loss_te).backward()
+        return {"meta_train": loss_tr.detach(), "meta_test": loss_te.detach()}

@@ -1,0 +1,137 @@
+"""Pin the Memory's meta-learning (Algorithm 1 of the paper; SPEC §5).
+
+:meth:`PinTheMemory.step` is Algorithm 1's loop body; its comments carry the algorithm's line numbers. Each
+equation is one named function below it: L_read (:func:`read_loss`), L_update (:func:`update_loss`), θ'
+(:func:`~pinmem.methods.base.inner_step`, eq. 9), M' (:meth:`PinTheMemory.memory_for_meta_test`) and the
+memory commit M* (:meth:`PinTheMemory.after_step`).
+
+Outer gradient. ``meta.first_order=true`` (default; the released code): ∂θ'/∂θ = I, the meta-train and
+meta-test gradients are summed and one SGD step is taken. ``false``: the paper's eq. (11) — E, U and D step
+along ∇_θ L_read(M', X_mte; θ'(θ)), the gradient flowing back through θ' (and through θ'_U into M'); G, which
+the meta-test loss does not use, steps along its meta-train gradient (Algorithm 1, line 8).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from pinmem.engine.config import Config
+from pinmem.engine.distributed import DistContext
+from pinmem.methods.base import (
+    Batch,
+    Method,
+    Params,
+    accumulate,
+    eval_mode,
+    forward_with,
+    gradients,
+    inner_lr,
+    inner_step,
+    split_domains,
+    substituted,
+)
+from pinmem.models.base import SegmentationModel, SegmentationOutput
+from pinmem.models.losses import Normalizer, cohesion_loss, divergence_loss, segmentation_loss
+
+
+def read_loss(out: SegmentationOutput, labels: Tensor, lambda_coh: float, normalizer: Normalizer | None) -> Tensor:
+    """L_read = L_seg + λ1·L_coh (SPEC §4): segmentation (with the auxiliary head) plus feature cohesion."""
+    seg = segmentation_loss(out.logits, labels, out.aux_logits, normalizer=normalizer)
+    return seg + lambda_coh * cohesion_loss(out.cosine, labels, normalizer=normalizer)
+
+
+def update_loss(memory_hat: Tensor, classifier: torch.nn.Module, lambda_div: float) -> Tensor:
+    """L_update = λ2·L_div(M̂; θ_G): memory divergence of the written memory M̂."""
+    return lambda_div * divergence_loss(memory_hat, classifier)
+
+
+class PinTheMemory(Method):
+    name = "pinmem"
+
+    def __init__(self, model: SegmentationModel, config: Config, context: DistContext) -> None:
+        super().__init__(model, config, context)
+        if model.memory is None:
+            raise ValueError("method pinmem needs a model built with memory=True")
+        self._commit_batch: tuple[Tensor, Tensor] | None = None
+
+    def step(self, batch: Batch, iteration: int, lr: float) -> dict[str, Tensor]:
+        cfg, model, memory = self.config, self.model, self.model.memory
+        first_order = cfg.meta.first_order
+        lam_coh, lam_div = cfg.pinmem.lambda_coh, cfg.pinmem.lambda_div
+        theta = self.trainable()
+        M = memory.slots
+
+        # 3: randomly split S into S_mtr and S_mte
+        meta_train, meta_test = split_domains(list(batch), cfg.train.seed, iteration)
+        # 6: sample X_mtr from S_mtr
+        x_mtr, y_mtr = self.inputs(batch, meta_train)
+        # 7: L_read with (X_mtr, M, θ_{E,D})   — the read uses M detached, because …
+        # 8: M̂ ← update(M, X_mtr; θ_{E,U})     — … the same forward writes M̂
+        out_mtr = model(x_mtr, labels=y_mtr)
+        l_read_mtr = read_loss(out_mtr, y_mtr, lam_coh, self.normalizer)
+        # 9: L_update with (M̂, θ_G)
+        l_update = update_loss(out_mtr.memory_hat, memory.classifier, lam_div)
+        # 10: θ' = θ − α·∇_θ(L_read + L_update)   (eq. 9; G's own step is its meta-train gradient)
+        grads_mtr = gradients(l_read_mtr + l_update, theta, create_graph=not first_order)
+        theta_prime = inner_step(theta, self.context.average_tensors(grads_mtr), inner_lr(cfg, iteration, lr),
+                                 first_order)
+        # 12: M' ← update(M, X_mtr; copy(θ'_E), θ'_U)
+        M_prime = self.memory_for_meta_test(theta_prime, x_mtr, y_mtr, M)
+        # 13: sample X_mte from S_mte
+        x_mte, y_mte = self.inputs(batch, meta_test)
+        # 14: L_read with (X_mte, M', θ'_{E,D})
+        out_mte = forward_with(model, theta_prime, x_mte, memory=M_prime)
+        l_read_mte = read_loss(out_mte, y_mte, lam_coh, self.normalizer)
+        # 15: θ* from θ' (eq. 11) — gradients into .grad; the trainer averages them and takes the SGD step
+        self.outer_gradient(theta, grads_mtr, l_read_mte, first_order)
+        # 16: M* ← update(M, X_mtr; copy(θ*_{E,U})) happens in after_step, once θ* exists
+        self._commit_batch = (x_mtr.detach(), y_mtr.detach())
+        return {"read_mtr": l_read_mtr.detach(), "update": l_update.detach(), "read_mte": l_read_mte.detach()}
+
+    def memory_for_meta_test(self, theta_prime: Params, x_mtr: Tensor, y_mtr: Tensor, M: Tensor) -> Tensor:
+        """M' = update(M, X_mtr; copy(θ'_E), θ'_U) (Algorithm 1, line 12).
+
+        F comes from a frozen copy of θ' (no gradient, BN running statistics untouched); only the update
+        network U runs with the live θ'_U, so the only gradient path from the meta-test loss into M' is U.
+        """
+        return self.write_with(theta_prime, self.frozen_feature(theta_prime, x_mtr), y_mtr, M)
+
+    @torch.no_grad()
+    def frozen_feature(self, theta_prime: Params, x: Tensor) -> Tensor:
+        """F of ``x`` under copy(θ'): detached parameters, BN statistics not updated."""
+        frozen = {name: p.detach() for name, p in theta_prime.items()}
+        frozen |= {name: b.clone() for name, b in self.model.named_buffers()}
+        with substituted(self.model, frozen):
+            return self.model.encode(x)
+
+    def write_with(self, theta_prime: Params, feature: Tensor, labels: Tensor, M: Tensor) -> Tensor:
+        """update(M, F; θ'_U): the memory write with the live update-network parameters of θ'."""
+        memory = self.model.memory
+        live_u = {name.removeprefix("memory.update."): p for name, p in theta_prime.items()
+                  if name.startswith("memory.update.")}
+        live_u |= {name: b.clone() for name, b in memory.update.named_buffers()}
+        with substituted(memory.update, live_u):
+            return memory.write(feature, labels, memory=M)
+
+    def outer_gradient(self, theta: Params, grads_mtr: list[Tensor], loss_mte: Tensor, first_order: bool) -> None:
+        """Line 15. First order: ∇L_mtr + ∇_θ' L_mte (θ' = θ − α·const). Second order (eq. 11): ∇_θ L_mte(θ'(θ))
+        for E, U, D and ∇_G L_mtr for G, which L_mte does not use."""
+        loss_mte.backward()
+        if first_order:
+            accumulate(theta, grads_mtr)
+            return
+        for (name, p), g in zip(theta.items(), grads_mtr, strict=True):
+            if name.startswith("memory.classifier."):
+                p.grad = g.detach().clone()
+
+    @torch.no_grad()
+    def after_step(self, iteration: int) -> None:
+        """Line 16–19: M ← M* = update(M, X_mtr; θ*), no gradient, eval-mode BN."""
+        if self._commit_batch is None:
+            return
+        x_mtr, y_mtr = self._commit_batch
+        with eval_mode(self.model):
+            M_star = self.model.memory.write(self.model.encode(x_mtr), y_mtr)
+        self.model.memory.commit(M_star)
+        self._commit_batch = None
