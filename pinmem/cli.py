@@ -51,7 +51,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         config, checkpoint = load_resume(args.config, overrides, resume or None)
     else:
         config, checkpoint = load_config(args.config, overrides), None
-    results = Trainer(config, checkpoint).fit()
+    from pinmem.engine.distributed import shutdown
+
+    try:
+        results = Trainer(config, checkpoint).fit()
+    finally:
+        shutdown()
     for name, result in results.items():
         print(f"{name:<12s} val mIoU {100 * result.miou:6.2f}  ({result.num_images} images, whole image)")
     return 0

@@ -77,6 +77,8 @@ class TrainConfig:
     log_every: int = 10
     #: False: plain softmax instead of Gumbel noise and no dropout (for equivalence tests)
     stochastic: bool = True
+    #: parameter and input precision: ``float32``, or ``float64`` for numerical checks (AMP is separate)
+    dtype: str = "float32"
     device: str = "auto"
     progress: bool = True
 
@@ -146,6 +148,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "model.norm": (None, "bn", "ibn", "isw"),
     "train.schedule": ("exp", "poly"),
     "train.amp": ("none", "bf16", "fp16"),
+    "train.dtype": ("float32", "float64"),
 }
 POSITIVE = ("train.iterations", "train.batch_per_domain", "train.crop_size", "data.epoch_length")
 NON_NEGATIVE = ("train.val_every", "train.ckpt_every", "train.lr", "train.weight_decay", "data.num_workers")
@@ -246,9 +249,9 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} must not be negative, got {_get(config, key)}")
     if not config.data.sources:
         raise ConfigError("data.sources is empty: give at least one source dataset")
-    if config.method in ("mldg", "pinmem") and len(config.data.sources) < 2:
-        raise ConfigError(f"method {config.method} splits the sources into meta-train and meta-test: "
-                          f"it needs at least two in data.sources, got {config.data.sources}")
+    if config.method in ("mldg", "pinmem") and len(config.data.sources) < 2 and config.train.batch_per_domain < 2:
+        raise ConfigError(f"method {config.method} with a single source splits each batch into meta-train and "
+                          "meta-test halves: train.batch_per_domain must be at least 2")
     if config.train.amp == "fp16" and config.train.device == "cpu":
         raise ConfigError("train.amp=fp16 needs a GPU; use bf16 on CPU")
     if config.method == "isw" and config.norm != "isw":

@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -44,9 +43,13 @@ class DistContext:
         """Sum over ranks, differentiable (its backward sums the gradients over ranks); identity on one rank."""
         if not self.distributed:
             return tensor
+        import warnings
+
         import torch.distributed.nn.functional as dist_fn
 
-        return dist_fn.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        with warnings.catch_warnings():  # deprecated in favour of a private module; still the public API
+            warnings.simplefilter("ignore", FutureWarning)
+            return dist_fn.all_reduce(tensor, op=dist.ReduceOp.SUM)
 
     @torch.no_grad()
     def sum_(self, tensor: Tensor) -> Tensor:
@@ -134,21 +137,21 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and self.context.distributed):
             return super().forward(x)
-        c = x.shape[1]
-        local = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)),
-                           x.new_tensor([x.numel() / c])])
-        total = self.context.all_reduce(local)
-        count = total[2 * c]
-        mean = total[:c] / count
-        var = (total[c : 2 * c] / count - mean * mean).clamp_min(0)
+        # two passes (global mean, then the global sum of squared deviations): E[x²] − E[x]² in one pass loses
+        # most of float32's precision on post-ReLU activations, whose mean is large against their spread
+        dims = (0, 2, 3)
+        count = x.numel() / x.shape[1] * self.context.world_size
+        mean = self.context.all_reduce(x.sum(dim=dims)) / count
+        centred = x - mean[None, :, None, None]
+        var = self.context.all_reduce((centred * centred).sum(dim=dims)) / count
         if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
             with torch.no_grad():
                 m = self.momentum if self.momentum is not None else 0.1
-                unbiased = var * count / max(float(count) - 1.0, 1.0)
+                unbiased = var * count / max(count - 1.0, 1.0)
                 self.running_mean.mul_(1 - m).add_(m * mean.detach())
                 self.running_var.mul_(1 - m).add_(m * unbiased.detach())
                 self.num_batches_tracked.add_(1)
-        y = (x - mean[None, :, None, None]) * torch.rsqrt(var[None, :, None, None] + self.eps)
+        y = centred * torch.rsqrt(var[None, :, None, None] + self.eps)
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
         return y
@@ -163,13 +166,15 @@ def convert_sync_batchnorm(module: nn.Module, context: DistContext) -> nn.Module
             sync = SyncBatchNorm2d(child.num_features, context, eps=child.eps, momentum=child.momentum,
                                    affine=child.affine, track_running_stats=child.track_running_stats)
             sync.load_state_dict(child.state_dict())
-            sync.to(next(child.buffers()).device)
+            reference = child.running_mean if child.running_mean is not None else next(child.parameters())
+            sync.to(device=reference.device, dtype=reference.dtype)
             setattr(module, name, sync)
         else:
             convert_sync_batchnorm(child, context)
     return module
 
 
-def batch_norm_eval(x: Tensor, bn: nn.BatchNorm2d) -> Tensor:
-    """``bn`` applied with its running statistics whatever its mode (used by the eval-mode memory commit)."""
-    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+def shutdown() -> None:
+    """Leave the process group (at the end of a distributed run)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -144,7 +144,7 @@ class Trainer:
             except RuntimeError as err:
                 raise PinmemError(f"the checkpoint's weights do not fit the configured model: "
                                   f"{str(err).splitlines()[0]}") from err
-        model = convert_sync_batchnorm(model, ctx).to(ctx.device)
+        model = convert_sync_batchnorm(model.to(getattr(torch, cfg.train.dtype)), ctx).to(ctx.device)
         ctx.broadcast_module(model)
         return model.train()
 
@@ -173,7 +173,8 @@ class Trainer:
         with torch.no_grad():
             for batch in tqdm(loader, total=iterations, desc="memory init", disable=not self._bar()):
                 for part in batch.values():
-                    x, y = part["image"].to(ctx.device), part["label"].to(ctx.device)
+                    x = part["image"].to(ctx.device, getattr(torch, cfg.train.dtype))
+                    y = part["label"].to(ctx.device)
                     with self._autocast():
                         feature = self.model.encode(x)
                     memory.init_accumulate(feature.float(), y)

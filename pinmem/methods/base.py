@@ -35,6 +35,7 @@ class Method(ABC):
     def __init__(self, model: SegmentationModel, config: Config, context: DistContext) -> None:
         self.model, self.config, self.context = model, config, context
         self.normalizer = context.mean_count if context.distributed else None
+        self.dtype = getattr(torch, config.train.dtype)
 
     @abstractmethod
     def step(self, batch: Batch, iteration: int, lr: float) -> dict[str, Tensor]:
@@ -58,9 +59,25 @@ class Method(ABC):
     def inputs(self, batch: Batch, domains: Sequence[str]) -> tuple[Tensor, Tensor]:
         """Images and labels of ``domains`` concatenated, on the training device."""
         device = self.context.device
-        x = torch.cat([batch[d]["image"] for d in domains]).to(device, non_blocking=True)
+        x = torch.cat([batch[d]["image"] for d in domains]).to(device, self.dtype, non_blocking=True)
         y = torch.cat([batch[d]["label"] for d in domains]).to(device, non_blocking=True)
         return x, y
+
+    def meta_split(self, batch: Batch, iteration: int) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """(X_mtr, Y_mtr), (X_mte, Y_mte) for this iteration: the domains split by :func:`split_domains`; with a
+        single source (G → C, B, M) a random half of its batch is meta-train and the other half meta-test (the
+        paper does not say how it splits one source; this is pinmem's choice)."""
+        domains = list(batch)
+        seed = self.config.train.seed
+        if len(domains) >= 2:
+            meta_train, meta_test = split_domains(domains, seed, iteration)
+            return self.inputs(batch, meta_train), self.inputs(batch, meta_test)
+        x, y = self.inputs(batch, domains)
+        if len(x) < 2:
+            raise ValueError("a single source needs train.batch_per_domain >= 2 to split it into meta-train/test")
+        order = torch.from_numpy(np.random.default_rng([seed, iteration, 0x5EED]).permutation(len(x)))
+        half = len(x) // 2
+        return (x[order[:half]], y[order[:half]]), (x[order[half:]], y[order[half:]])
 
     def seg_loss(self, out: SegmentationOutput, labels: Tensor) -> Tensor:
         """L_seg = CE(P, Y) + 0.4·CE(P_aux, Y↓), normalised over the global batch."""

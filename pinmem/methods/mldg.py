@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from pinmem.methods.base import Batch, Method, accumulate, forward_with, gradients, inner_lr, inner_step, split_domains
+from pinmem.methods.base import Batch, Method, accumulate, forward_with, gradients, inner_lr, inner_step
 
 
 class MLDG(Method):
@@ -17,9 +17,7 @@ class MLDG(Method):
 
     def step(self, batch: Batch, iteration: int, lr: float) -> dict[str, Tensor]:
         first_order = self.config.meta.first_order
-        meta_train, meta_test = split_domains(list(batch), self.config.train.seed, iteration)
-        x_tr, y_tr = self.inputs(batch, meta_train)
-        x_te, y_te = self.inputs(batch, meta_test)
+        (x_tr, y_tr), (x_te, y_te) = self.meta_split(batch, iteration)
         params = self.trainable()
 
         loss_tr = self.seg_loss(self.model(x_tr), y_tr)

@@ -1,14 +1,33 @@
 """Pin the Memory's meta-learning (Algorithm 1 of the paper; SPEC §5).
 
-:meth:`PinTheMemory.step` is Algorithm 1's loop body; its comments carry the algorithm's line numbers. Each
-equation is one named function below it: L_read (:func:`read_loss`), L_update (:func:`update_loss`), θ'
+:meth:`PinTheMemory.step` is Algorithm 1's loop body; its comments carry the line numbers of the algorithm as
+listed here (the paper's text, numbered):
+
+     1  initialise θ_{E,U,D,G} and M, t = 0
+     2  while t < T:
+     3      randomly split S into S_mtr and S_mte
+     4      meta-training:
+     5          sample a batch X_mtr from S_mtr
+     6          compute L_read with (X_mtr, M, θ_{E,D})
+     7          M̂ ← update(M, X_mtr; θ_{E,U})
+     8          compute L_update with (M̂, θ_G)
+     9          θ'_{E,U,D} and θ*_G from θ_{E,U,D,G} (eq. 9)
+    10      meta-testing:
+    11          M' ← update(M, X_mtr; copy(θ'_E), θ'_U)
+    12          sample a batch X_mte from S_mte
+    13          compute L_read with (X_mte, M', θ'_{E,D})
+    14          θ*_{E,U,D} from θ'_{E,U,D} (eq. 11)
+    15          M* ← update(M, X_mtr; copy(θ*_{E,U}))
+    16      θ ← θ*, M ← M*, t ← t + 1
+
+Each equation is one named function below: L_read (:func:`read_loss`), L_update (:func:`update_loss`), θ'
 (:func:`~pinmem.methods.base.inner_step`, eq. 9), M' (:meth:`PinTheMemory.memory_for_meta_test`) and the
 memory commit M* (:meth:`PinTheMemory.after_step`).
 
 Outer gradient. ``meta.first_order=true`` (default; the released code): ∂θ'/∂θ = I, the meta-train and
 meta-test gradients are summed and one SGD step is taken. ``false``: the paper's eq. (11) — E, U and D step
 along ∇_θ L_read(M', X_mte; θ'(θ)), the gradient flowing back through θ' (and through θ'_U into M'); G, which
-the meta-test loss does not use, steps along its meta-train gradient (Algorithm 1, line 8).
+the meta-test loss does not use, steps along its meta-train gradient (Algorithm 1, line 9: θ*_G).
 """
 
 from __future__ import annotations
@@ -28,7 +47,6 @@ from pinmem.methods.base import (
     gradients,
     inner_lr,
     inner_step,
-    split_domains,
     substituted,
 )
 from pinmem.models.base import SegmentationModel, SegmentationOutput
@@ -62,35 +80,31 @@ class PinTheMemory(Method):
         theta = self.trainable()
         M = memory.slots
 
-        # 3: randomly split S into S_mtr and S_mte
-        meta_train, meta_test = split_domains(list(batch), cfg.train.seed, iteration)
-        # 6: sample X_mtr from S_mtr
-        x_mtr, y_mtr = self.inputs(batch, meta_train)
-        # 7: L_read with (X_mtr, M, θ_{E,D})   — the read uses M detached, because …
-        # 8: M̂ ← update(M, X_mtr; θ_{E,U})     — … the same forward writes M̂
+        # 3: randomly split S into S_mtr and S_mte; 5 and 12: their batches X_mtr and X_mte
+        (x_mtr, y_mtr), (x_mte, y_mte) = self.meta_split(batch, iteration)
+        # 6: L_read with (X_mtr, M, θ_{E,D})   — the read uses M detached, because …
+        # 7: M̂ ← update(M, X_mtr; θ_{E,U})     — … the same forward writes M̂
         out_mtr = model(x_mtr, labels=y_mtr)
         l_read_mtr = read_loss(out_mtr, y_mtr, lam_coh, self.normalizer)
-        # 9: L_update with (M̂, θ_G)
+        # 8: L_update with (M̂, θ_G)
         l_update = update_loss(out_mtr.memory_hat, memory.classifier, lam_div)
-        # 10: θ' = θ − α·∇_θ(L_read + L_update)   (eq. 9; G's own step is its meta-train gradient)
+        # 9: θ' = θ − α·∇_θ(L_read + L_update)   (eq. 9; θ*_G is G's step along its meta-train gradient, in 14)
         grads_mtr = gradients(l_read_mtr + l_update, theta, create_graph=not first_order)
         theta_prime = inner_step(theta, self.context.average_tensors(grads_mtr), inner_lr(cfg, iteration, lr),
                                  first_order)
-        # 12: M' ← update(M, X_mtr; copy(θ'_E), θ'_U)
+        # 11: M' ← update(M, X_mtr; copy(θ'_E), θ'_U)
         M_prime = self.memory_for_meta_test(theta_prime, x_mtr, y_mtr, M)
-        # 13: sample X_mte from S_mte
-        x_mte, y_mte = self.inputs(batch, meta_test)
-        # 14: L_read with (X_mte, M', θ'_{E,D})
+        # 13: L_read with (X_mte, M', θ'_{E,D})
         out_mte = forward_with(model, theta_prime, x_mte, memory=M_prime)
         l_read_mte = read_loss(out_mte, y_mte, lam_coh, self.normalizer)
-        # 15: θ* from θ' (eq. 11) — gradients into .grad; the trainer averages them and takes the SGD step
+        # 14: θ* from θ' (eq. 11) — gradients into .grad; the trainer averages them over ranks and steps (16)
         self.outer_gradient(theta, grads_mtr, l_read_mte, first_order)
-        # 16: M* ← update(M, X_mtr; copy(θ*_{E,U})) happens in after_step, once θ* exists
+        # 15: M* ← update(M, X_mtr; copy(θ*_{E,U})) is after_step, once the trainer has made θ*
         self._commit_batch = (x_mtr.detach(), y_mtr.detach())
         return {"read_mtr": l_read_mtr.detach(), "update": l_update.detach(), "read_mte": l_read_mte.detach()}
 
     def memory_for_meta_test(self, theta_prime: Params, x_mtr: Tensor, y_mtr: Tensor, M: Tensor) -> Tensor:
-        """M' = update(M, X_mtr; copy(θ'_E), θ'_U) (Algorithm 1, line 12).
+        """M' = update(M, X_mtr; copy(θ'_E), θ'_U) (Algorithm 1, line 11).
 
         F comes from a frozen copy of θ' (no gradient, BN running statistics untouched); only the update
         network U runs with the live θ'_U, so the only gradient path from the meta-test loss into M' is U.
@@ -115,7 +129,7 @@ class PinTheMemory(Method):
             return memory.write(feature, labels, memory=M)
 
     def outer_gradient(self, theta: Params, grads_mtr: list[Tensor], loss_mte: Tensor, first_order: bool) -> None:
-        """Line 15. First order: ∇L_mtr + ∇_θ' L_mte (θ' = θ − α·const). Second order (eq. 11): ∇_θ L_mte(θ'(θ))
+        """Line 14. First order: ∇L_mtr + ∇_θ' L_mte (θ' = θ − α·const). Second order (eq. 11): ∇_θ L_mte(θ'(θ))
         for E, U, D and ∇_G L_mtr for G, which L_mte does not use."""
         loss_mte.backward()
         if first_order:
@@ -127,7 +141,7 @@ class PinTheMemory(Method):
 
     @torch.no_grad()
     def after_step(self, iteration: int) -> None:
-        """Line 16–19: M ← M* = update(M, X_mtr; θ*), no gradient, eval-mode BN."""
+        """Lines 15–16: M ← M* = update(M, X_mtr; copy(θ*_{E,U})), no gradient, eval-mode BN."""
         if self._commit_batch is None:
             return
         x_mtr, y_mtr = self._commit_batch
