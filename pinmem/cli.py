@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.iterations=1000 method=erm")
     train.set_defaults(func=cmd_train)
 
+    from pinmem.evaluation.commands import register as register_evaluation
+
+    register_evaluation(commands)
+    from pinmem.synth.command import register as register_synth
+
+    register_synth(commands)
+
     data = commands.add_parser("data", help="inspect and prepare datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     check = data_commands.add_parser("check", help="check a dataset's layout, files and labels")

@@ -8,6 +8,13 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+# The models in the tests are tiny: one thread is as fast as two, and on a 2-core machine shared with the
+# subprocesses some tests start (torchrun ranks), more threads than cores makes OpenMP spin (measured 10-40×).
+torch.set_num_threads(1)
 
 
 from pinmem.data.base import no_transform as identity_transform  # noqa: E402,F401

@@ -19,7 +19,8 @@ SEED = 304
 def _setup(method: str, *overrides: str, dtype=torch.float64):
     torch.manual_seed(0)
     cfg = load_config(None, [f"method={method}", "model.backbone=resnet18", "train.stochastic=false",
-                             "meta.inner_lr_ratio=10", f"train.seed={SEED}", *overrides])
+                             "meta.inner_lr_ratio=10", f"train.seed={SEED}", f"train.dtype={str(dtype)[6:]}",
+                             *overrides])
     model = build_model_from_config(cfg).to(dtype)
     disable_dropout(model)
     model.train()

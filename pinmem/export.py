@@ -1,0 +1,197 @@
+"""Export a checkpoint to ONNX or TorchScript, with the memory pinned inside the graph.
+
+The exported graph has one input and one output:
+
+``image``   float32 B×3×H×W, RGB scaled to [0, 1] and normalised with the ImageNet mean/std
+            (``(rgb / 255 - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)``), exactly what
+            :func:`pinmem.data.transforms.normalize` produces;
+``logits``  float32 B×19×H×W at the input size (argmax over dim 1 = trainIds).
+
+The memory M is a buffer of the model, so it is stored in the file as a constant: the exported model reads the
+memory it was trained with and never writes it. The read is the deterministic softmax (Gumbel noise is turned
+off for the export even if the checkpoint asked for it at evaluation). Batch, height and width are dynamic
+(ONNX: named dimensions ``batch``, ``height``, ``width``; TorchScript: traced, valid for any size because no
+size-dependent branch of the network changes with the size). The normalisation constants are also stored as
+ONNX metadata (``mean``, ``std``, ``classes``).
+
+ONNX export uses ``torch.onnx.export``. In torch ≥ 2.9 its default is the ``torch.export``-based ("dynamo")
+exporter, which needs the ``onnxscript`` package; ``exporter="auto"`` uses it when ``onnxscript`` is installed
+and falls back to the TorchScript-based exporter (``dynamo=False``, deprecated but still shipped) otherwise or
+when the dynamo export fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from pinmem.data.labels import CLASSES
+from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from pinmem.errors import PinmemError
+
+FORMATS = ("onnx", "torchscript")
+EXPORTERS = ("auto", "dynamo", "legacy")
+log = logging.getLogger(__name__)
+
+
+class ExportError(PinmemError):
+    """The model cannot be exported in the requested format (the message says what is missing)."""
+
+
+class LogitsModel(nn.Module):
+    """Wraps a segmentation model so that ``forward(image) -> logits`` (a plain tensor, as exporters need)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: Tensor) -> Tensor:
+        out = self.model(image)
+        return out if isinstance(out, Tensor) else out.logits
+
+
+@contextlib.contextmanager
+def deterministic_read(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no Gumbel noise in the memory read for the duration of the block."""
+    memory = getattr(model, "memory", None)
+    was_training, gumbel = model.training, getattr(memory, "gumbel_eval", False)
+    model.eval()
+    if memory is not None:
+        memory.gumbel_eval = False
+    try:
+        yield
+    finally:
+        if memory is not None:
+            memory.gumbel_eval = gumbel
+        model.train(was_training)
+
+
+def _example(height: int, width: int, batch: int = 2) -> Tensor:
+    """The tracing input. Batch 2, since torch.export specialises dimensions of size 1; at least 32×32 so that
+    no resize in the network is a no-op at the example size (a traced no-op would be wrong at other sizes)."""
+    if height < 32 or width < 32:
+        raise ExportError(f"the example input must be at least 32×32, got {height}×{width}")
+    return torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(0))
+
+
+def _onnx_dynamo(wrapper: nn.Module, x: Tensor, path: Path, opset: int | None) -> None:
+    # Dim.DYNAMIC rather than named Dims with ranges: the size checks in the heads' resize() give guards such
+    # as ``(H - 1) // 16 + 1 != (H - 1) // 4 + 1`` that the symbolic solver cannot prove for a range, so
+    # torch.export refuses explicit Dims; with DYNAMIC they become (true) runtime assumptions.
+    dynamic = torch.export.Dim.DYNAMIC
+    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry_log.level
+    registry_log.setLevel(logging.ERROR)  # "torchvision is not installed. Skipping torchvision::nms" etc.
+    try:
+        _onnx_dynamo_export(wrapper, x, path, opset, dynamic)
+    finally:
+        registry_log.setLevel(level)
+
+
+def _onnx_dynamo_export(wrapper: nn.Module, x: Tensor, path: Path, opset: int | None, dynamic: object) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch-internal deprecations, nothing to act on
+        program = torch.export.export(wrapper, (x,), dynamic_shapes={"image": {0: dynamic, 2: dynamic, 3: dynamic}})
+        onnx_program = torch.onnx.export(program, (x,), dynamo=True, input_names=["image"],
+                                         output_names=["logits"], opset_version=opset, verbose=False)
+    onnx_program.save(str(path), external_data=False)
+
+
+def _onnx_legacy(wrapper: nn.Module, x: Tensor, path: Path, opset: int | None) -> None:
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation and tracer warnings about the size checks in resize()
+        torch.onnx.export(wrapper, (x,), str(path), dynamo=False, input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": axes, "logits": axes}, opset_version=opset or 17)
+
+
+def _add_metadata(path: Path, extra: dict[str, str]) -> None:
+    """Dimension names, normalisation and class names as ONNX metadata (skipped when onnx is missing)."""
+    try:
+        import onnx
+    except ImportError:
+        return
+    model = onnx.load(str(path))
+    for value in (*model.graph.input, *model.graph.output):  # readable names for the dynamic dimensions
+        dims = value.type.tensor_type.shape.dim
+        for index, name in ((0, "batch"), (2, "height"), (3, "width")):
+            if len(dims) == 4 and not dims[index].HasField("dim_value"):
+                dims[index].dim_param = name
+    meta = {"mean": json.dumps(IMAGENET_MEAN), "std": json.dumps(IMAGENET_STD), "classes": json.dumps(CLASSES),
+            "input": "float32 Bx3xHxW, RGB/255 normalised with mean/std", "output": "logits Bx19xHxW", **extra}
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+
+
+def export_onnx(
+    model: nn.Module, path: str | Path, height: int = 512, width: int = 1024, opset: int | None = None,
+    exporter: str = "auto", metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write ``model`` as ONNX (dynamic batch/height/width; ``height``×``width`` is only the example size)."""
+    if exporter not in EXPORTERS:
+        raise ExportError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = LogitsModel(model).eval()
+    x = _example(height, width)
+    has_onnxscript = importlib.util.find_spec("onnxscript") is not None
+    if exporter == "dynamo" and not has_onnxscript:
+        raise ExportError("the dynamo ONNX exporter needs onnxscript: pip install onnxscript onnx")
+    with deterministic_read(model):
+        if exporter in ("auto", "dynamo") and has_onnxscript:
+            try:
+                _onnx_dynamo(wrapper, x, path, opset)
+            except Exception as err:  # the exporter raises many types; fall back unless dynamo was asked for
+                if exporter == "dynamo":
+                    raise ExportError(f"ONNX export (dynamo) failed: {err}") from err
+                log.warning("dynamo ONNX export failed (%s); using the TorchScript-based exporter", err)
+                _onnx_legacy(wrapper, x, path, opset)
+        else:
+            try:
+                _onnx_legacy(wrapper, x, path, opset)
+            except Exception as err:
+                raise ExportError(f"ONNX export failed: {err}") from err
+    _add_metadata(path, metadata or {})
+    return path
+
+
+def export_torchscript(model: nn.Module, path: str | Path, height: int = 512, width: int = 1024) -> Path:
+    """Write ``model`` as a traced TorchScript module (``torch.jit.load(path)(image) -> logits``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = LogitsModel(model).eval()
+    with deterministic_read(model), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarning about the no-op check in resize(); see module doc
+        traced = torch.jit.trace(wrapper, _example(height, width), check_trace=False)
+        extra = {"pinmem.json": json.dumps({"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "classes": CLASSES})}
+        torch.jit.save(traced, str(path), _extra_files=extra)  # (torch.jit is deprecated upstream; still works)
+    return path
+
+
+def export_checkpoint(
+    checkpoint: str | Path, out: str | Path, fmt: str = "onnx", height: int = 512, width: int = 1024,
+    opset: int | None = None, exporter: str = "auto",
+) -> Path:
+    """Load a checkpoint (weights-only) and export it (the entry point of ``pinmem export``)."""
+    from pinmem.engine.checkpoint import load_model
+
+    if fmt not in FORMATS:
+        raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    model, config = load_model(checkpoint, map_location="cpu")
+    if fmt == "onnx":
+        if importlib.util.find_spec("onnx") is None and importlib.util.find_spec("onnxscript") is None:
+            log.info("onnx is not installed: the file is written without metadata")
+        meta = {"pinmem.method": config.method, "pinmem.arch": config.model.arch,
+                "pinmem.backbone": config.model.backbone, "pinmem.checkpoint": Path(checkpoint).name}
+        return export_onnx(model, out, height, width, opset, exporter, meta)
+    return export_torchscript(model, out, height, width)

@@ -1,0 +1,184 @@
+"""Python API for prediction: ``pinmem.load(checkpoint)`` → :class:`Segmenter`.
+
+>>> import pinmem
+>>> seg = pinmem.load("runs/pinmem/last.pt")                # device="cpu", mode="whole"
+>>> train_ids = seg.predict(rgb)                            # H×W×3 uint8 RGB -> H×W uint8 trainIds
+>>> logits = seg.predict_logits(rgb)                        # 19×H×W float32
+
+Only the checkpoint is needed: its configuration is stored inside it, so no config file, dataset or CLI is
+involved. Checkpoints are read with ``torch.load(weights_only=True)``; see :mod:`pinmem.engine.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pinmem.data.io import read_image, to_rgb_uint8
+from pinmem.data.labels import NUM_CLASSES
+from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+from pinmem.errors import ConfigError, PinmemError
+from pinmem.evaluation.sliding import MODES, infer
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``auto``/None → CUDA if available, else CPU; a CUDA device without CUDA is a clear error."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"unknown device {device!r} (use cpu, cuda, cuda:N or auto)") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    return dev
+
+
+@dataclass
+class Prediction:
+    """``train_ids`` H×W uint8, ``logits`` K×H×W float32 (when kept), ``memory_slots`` H×W uint8 index of the
+    most similar memory slot per pixel (when requested and the model has a memory)."""
+
+    train_ids: np.ndarray
+    logits: np.ndarray | None = None
+    memory_slots: np.ndarray | None = None
+
+
+class Segmenter:
+    """A model in eval mode plus how to run it on single RGB images of any size.
+
+    Args:
+        model: a pinmem segmentation model (or any module whose output has ``.logits`` or is the logits).
+        device: where to run.
+        mode: ``whole`` or ``slide`` (see :mod:`pinmem.evaluation.sliding`); ``crop``/``stride`` for ``slide``.
+        flip: average with the horizontally flipped image.
+        max_side: if set, images whose longer side exceeds it are shrunk to it for the forward pass and the
+            logits are resized back; the output is always at the input size.
+        amp: ``none`` / ``bf16`` / ``fp16`` autocast.
+        batch_size: windows per forward pass in ``slide`` mode.
+        pad: ``slide``: pad images smaller than a window instead of shrinking the window.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str | torch.device = "cpu",
+        mode: str = "whole",
+        flip: bool = False,
+        crop: int = 768,
+        stride: int = 512,
+        max_side: int | None = None,
+        amp: str = "none",
+        config: object | None = None,
+        batch_size: int = 1,
+        pad: bool = False,
+    ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if max_side is not None and max_side < 1:
+            raise ConfigError(f"max_side must be positive, got {max_side}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.mode, self.flip, self.crop, self.stride = mode, flip, int(crop), int(stride)
+        self.max_side, self.amp, self.config = max_side, amp, config
+        self.batch_size, self.pad = int(batch_size), bool(pad)
+
+    @property
+    def has_memory(self) -> bool:
+        return getattr(self.model, "memory", None) is not None
+
+    def _prepare(self, image: np.ndarray | str | Path) -> np.ndarray:
+        if isinstance(image, (str, Path)):
+            return read_image(image)
+        array = np.asarray(image)
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+            raise PinmemError(f"expected an H×W×3 RGB image (or gray/RGBA), got an array of shape {array.shape}")
+        if array.shape[0] < 1 or array.shape[1] < 1:
+            raise PinmemError(f"empty image of shape {array.shape}")
+        return to_rgb_uint8(array, bgr=False) if (array.ndim != 3 or array.shape[2] != 3 or
+                                                   array.dtype != np.uint8) else array
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp == "none":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @torch.no_grad()
+    def run(self, image: np.ndarray | str | Path, keep_logits: bool = True, memory: bool = False) -> Prediction:
+        """Everything at once: trainIds, optionally logits and the memory-slot map, all at the input size."""
+        rgb = self._prepare(image)
+        h, w = rgb.shape[:2]
+        scale = 1.0 if self.max_side is None else min(1.0, self.max_side / max(h, w))
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        x = normalize(rgb).unsqueeze(0).to(self.device)
+        with self._autocast():
+            out = infer(self.model, x, self.mode, self.flip, self.crop, self.stride, self.batch_size, memory, self.pad)
+        logits, cosine = out.logits, out.cosine
+        if logits.shape[-2:] != (h, w):
+            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=True)
+            if cosine is not None:
+                cosine = F.interpolate(cosine, size=(h, w), mode="bilinear", align_corners=True)
+        train_ids = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+        slots = None if cosine is None else cosine[0].argmax(0).to(torch.uint8).cpu().numpy()
+        return Prediction(train_ids, logits[0].float().cpu().numpy() if keep_logits else None, slots)
+
+    def predict(self, image: np.ndarray | str | Path) -> np.ndarray:
+        """H×W uint8 trainIds (0..18) of an RGB ``uint8`` image (gray/RGBA/16-bit arrays are converted)."""
+        return self.run(image, keep_logits=False).train_ids
+
+    def predict_logits(self, image: np.ndarray | str | Path) -> np.ndarray:
+        """K×H×W float32 logits at the input size (averaged over windows/flips as configured)."""
+        logits = self.run(image).logits
+        assert logits is not None
+        return logits
+
+    def memory_map(self, image: np.ndarray | str | Path) -> np.ndarray:
+        """H×W uint8 index of the memory slot most similar to each pixel's feature (slot n = class n)."""
+        if not self.has_memory:
+            raise PinmemError("this model has no memory module (it was not trained with method pinmem)")
+        slots = self.run(image, keep_logits=False, memory=True).memory_slots
+        assert slots is not None
+        return slots
+
+    @property
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The input normalisation (ImageNet mean/std of RGB in [0, 1])."""
+        return IMAGENET_MEAN, IMAGENET_STD
+
+    @property
+    def num_classes(self) -> int:
+        return int(getattr(self.model, "num_classes", NUM_CLASSES))
+
+    def __repr__(self) -> str:
+        return (f"Segmenter({type(self.model).__name__}, device={self.device}, mode={self.mode!r}, "
+                f"flip={self.flip}, max_side={self.max_side})")
+
+
+def load(
+    checkpoint: str | Path,
+    device: str | torch.device = "cpu",
+    mode: str = "whole",
+    flip: bool = False,
+    crop: int = 768,
+    stride: int = 512,
+    max_side: int | None = None,
+    amp: str = "none",
+    batch_size: int = 1,
+    pad: bool = False,
+) -> Segmenter:
+    """A :class:`Segmenter` from a pinmem checkpoint file (weights, memory and architecture come from it)."""
+    from pinmem.engine.checkpoint import load_model
+
+    dev = resolve_device(device)
+    model, config = load_model(checkpoint, map_location=dev)
+    return Segmenter(model, dev, mode, flip, crop, stride, max_side, amp, config, batch_size, pad)

@@ -1,0 +1,170 @@
+"""Whole-image and sliding-window inference, flip, target BN and evaluate()."""
+
+import numpy as np
+import pytest
+import torch
+from test_eval_support import one_thread
+from torch import nn
+
+from pinmem.evaluation import ConfusionMatrix, evaluate, infer, merge_results, target_batchnorm, window_starts
+from pinmem.models import build_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_thread():
+        yield
+
+
+class Pointwise(nn.Module):
+    """A 1×1 'segmentation model': each pixel's logits depend on that pixel only (any window gives the same)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 19, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+@pytest.fixture(scope="module")
+def memory_model():
+    torch.manual_seed(0)
+    model = build_model(arch="deeplabv3plus", backbone="resnet18", memory=True).eval()
+    model.memory.slots.copy_(torch.nn.functional.normalize(torch.randn(19, 256), dim=1))
+    return model
+
+
+def test_window_starts_cover_and_stay_inside():
+    for size in (1, 100, 768, 769, 1024, 2048, 1537):
+        starts = window_starts(size, 768, 512)
+        assert starts[0] == 0 and all(s + min(768, size) <= max(size, 768) for s in starts)
+        assert starts[-1] + 768 >= size
+    assert window_starts(2048, 768, 512) == [0, 512, 1024, 1280]
+    assert window_starts(1024, 768, 512) == [0, 256]
+
+
+def test_slide_equals_whole_when_the_window_covers_the_image(memory_model):
+    x = torch.randn(2, 3, 64, 96)
+    whole = infer(memory_model, x, "whole", with_memory=True)
+    for crop in (96, 128):  # exactly the image's long side, or larger: one window
+        slide = infer(memory_model, x, "slide", crop=crop, stride=32, batch_size=2, with_memory=True)
+        torch.testing.assert_close(slide.logits, whole.logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(slide.cosine, whole.cosine, atol=1e-5, rtol=1e-5)
+    assert whole.logits.shape == (2, 19, 64, 96) and whole.cosine.shape == (2, 19, 64, 96)
+
+
+def test_slide_averages_overlaps_exactly():
+    model, x = Pointwise().eval(), torch.randn(2, 3, 50, 77)
+    whole = infer(model, x, "whole").logits
+    for crop, stride, pad in ((16, 16, False), (32, 8, False), (20, 13, True), (64, 10, True)):
+        slide = infer(model, x, "slide", crop=crop, stride=stride, batch_size=5, pad=pad).logits
+        torch.testing.assert_close(slide, whole, atol=1e-5, rtol=1e-5)
+    # flip: a pointwise model is flip-equivariant, so flipping changes nothing
+    torch.testing.assert_close(infer(model, x, "slide", flip=True, crop=32, stride=24).logits, whole)
+
+
+def test_padding_small_images_changes_context(memory_model):
+    x = torch.randn(1, 3, 64, 64)
+    whole = infer(memory_model, x, "whole").logits
+    padded = infer(memory_model, x, "slide", crop=96, stride=64, pad=True).logits
+    assert padded.shape == whole.shape and not torch.allclose(padded, whole, atol=1e-4)
+
+
+def test_flip_averages_the_mirrored_prediction(memory_model):
+    x = torch.randn(1, 3, 64, 64)
+    plain = infer(memory_model, x).logits
+    mirrored = infer(memory_model, x.flip(-1)).logits.flip(-1)
+    torch.testing.assert_close(infer(memory_model, x, flip=True).logits, (plain + mirrored) / 2)
+
+
+def test_target_bn_uses_batch_statistics_and_keeps_running_stats(memory_model):
+    bn = memory_model.backbone.bn1
+    before = {k: v.clone() for k, v in memory_model.state_dict().items()}
+    x = torch.randn(2, 3, 64, 64) * 3 + 1
+    seen = {}
+    handle = bn.register_forward_hook(lambda m, i, o: seen.update(x=i[0], y=o))
+    with target_batchnorm(memory_model):
+        out_tbn = infer(memory_model, x).logits
+        out_one = infer(memory_model, x[:1]).logits  # batch of one: the 1×1 pooling BN falls back, no error
+    handle.remove()
+    mean = seen["x"].mean((0, 2, 3), keepdim=True)
+    var = seen["x"].var((0, 2, 3), unbiased=False, keepdim=True)
+    w, b = bn.weight.view(1, -1, 1, 1), bn.bias.view(1, -1, 1, 1)
+    torch.testing.assert_close(seen["y"], (seen["x"] - mean) / torch.sqrt(var + bn.eps) * w + b, atol=1e-4, rtol=1e-4)
+    after = memory_model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not memory_model.training and not bn.training and bn.track_running_stats
+    assert not torch.allclose(out_tbn, infer(memory_model, x).logits)
+    assert out_one.shape == (1, 19, 64, 64)
+
+
+class ListDataset:
+    def __init__(self, items, name="toy", split="val"):
+        self.items, self.name, self.split = items, name, split
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def _items(n=5, seed=0):
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(n):
+        h, w = (32, 48) if i != 2 else (40, 40)  # one image of another size breaks the batch
+        label = torch.from_numpy(rng.integers(0, 19, size=(h, w)))
+        label[:4] = 255
+        items.append({"image": torch.randn(3, h, w), "label": label})
+    return items
+
+
+def test_evaluate_batches_by_size_and_matches_a_manual_count():
+    model = Pointwise().train()
+    data = ListDataset(_items())
+    res = evaluate(model, data, batch_size=3)
+    manual = ConfusionMatrix()
+    with torch.no_grad():
+        for item in data.items:
+            manual.update(model.eval()(item["image"][None]).argmax(1)[0], item["label"])
+    assert np.array_equal(res.confusion.matrix, manual.matrix)
+    assert res.num_images == 5 and res.dataset == "toy" and res.split == "val"
+    d = res.to_dict()
+    assert d["mode"] == "whole" and len(d["confusion_matrix"]) == 19 and d["num_images"] == 5
+
+
+def test_evaluate_restores_training_mode_and_merges_shards():
+    model = Pointwise().train()
+    data = ListDataset(_items(6, seed=1))
+    full = evaluate(model, data, mode="slide", crop=16, stride=12, batch_size=4, flip=True)
+    assert model.training
+    shards = [evaluate(model, ListDataset(data.items[:4])), evaluate(model, ListDataset(data.items[4:]))]
+    merged = merge_results(shards)
+    assert np.array_equal(merged.confusion.matrix, full.confusion.matrix)
+    assert merged.num_images == 6 and merged.miou == pytest.approx(full.miou)
+    assert full.settings.describe().startswith("sliding 16² windows, stride 12")
+
+
+def test_evaluate_rejects_bad_settings():
+    from pinmem.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mode"):
+        evaluate(Pointwise(), ListDataset(_items(1)), mode="tiles")
+    with pytest.raises(ConfigError, match="amp"):
+        evaluate(Pointwise(), ListDataset(_items(1)), amp="fp8")
+
+
+def test_evaluate_on_example_dataset_with_workers(tmp_path, memory_model):
+    from pinmem.data import build_dataset
+    from pinmem.data.examples import write_examples
+
+    roots = write_examples(tmp_path, num_train=1, num_val=2, size=(96, 64), seed=0)
+    ds = build_dataset("bdd100k", roots["bdd100k"], "val")
+    a = evaluate(memory_model, ds, batch_size=2, num_workers=1)
+    b = evaluate(memory_model, ds, batch_size=1, target_bn=False, amp="bf16")
+    assert a.num_images == b.num_images == len(ds) and a.dataset == "bdd100k"
+    assert a.confusion.matrix.sum() == sum(int((ds[i]["label"] < 19).sum()) for i in range(len(ds)))
+    assert b.confusion.matrix.sum() == a.confusion.matrix.sum()
