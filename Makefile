@@ -22,11 +22,16 @@ test: $(STAMP)
 	$(PY) -m ruff check pinmem tests benchmarks
 	$(PY) -m pytest
 
+DEMO_STAMP := $(VENV)/.pinmem-demo-installed
+$(DEMO_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[plots]"
+	touch $(DEMO_STAMP)
+
 DEMO_OUT ?= runs/demo
-demo: $(STAMP)
-	$(VENV)/bin/pinmem data examples --out $(DEMO_OUT)/data
-	for d in gtav synthia cityscapes bdd100k mapillary idd; do \
-	  $(VENV)/bin/pinmem data check --dataset $$d --root $(DEMO_OUT)/data/$$d --quiet | tail -n 1 || exit 1; done
+demo: $(DEMO_STAMP)
+	$(VENV)/bin/pinmem demo --out $(DEMO_OUT)
 
 lint: $(STAMP)
 	$(PY) -m ruff check pinmem tests benchmarks
