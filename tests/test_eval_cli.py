@@ -4,17 +4,11 @@ import json
 
 import pytest
 import torch
-from test_eval_support import make_checkpoint, one_thread, run_cli
+from test_eval_support import make_checkpoint, run_cli
 
 import pinmem
 from pinmem.engine.config import load_config
 from pinmem.evaluation.paper import PaperQuery, find_paper_rows, paper_rows, query_from_config
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from test_eval_support import one_thread
 from torch import nn
 
 from pinmem.evaluation import ConfusionMatrix, evaluate, infer, merge_results, target_batchnorm, window_starts
 from pinmem.models import build_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
 
 
 class Pointwise(nn.Module):

@@ -58,15 +58,3 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
                 print(f"pinmem: error: {exc}", file=err)
                 code = 2
     return code, out.getvalue(), err.getvalue()
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run torch on one thread: the tests' tensors are tiny, and on a shared 2-core machine thread
-    synchronisation costs far more than it saves (a 64×96 forward: ~2 s with 2 busy threads, ~50 ms with 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

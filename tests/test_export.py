@@ -3,18 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from test_eval_support import make_checkpoint, one_thread, run_cli
+from test_eval_support import make_checkpoint, run_cli
 
 from pinmem.engine.checkpoint import load_model
 from pinmem.export import export_onnx, export_torchscript
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

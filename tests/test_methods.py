@@ -47,6 +47,12 @@ def smooth(monkeypatch):
     return make_smooth
 
 
+def _meta_batches(method, batch, iteration):
+    """(X_mtr, Y_mtr), (X_mte, Y_mte) as the method splits them at ``iteration``."""
+    mtr, mte = split_domains(list(batch), SEED, iteration)
+    return method.inputs(batch, mtr), method.inputs(batch, mte)
+
+
 def _directional(model, grads_by_name, direction):
     return sum((grads_by_name[n] * direction[n]).sum() for n in direction)
 
@@ -80,9 +86,7 @@ def test_pinmem_second_order_equals_finite_differences(smooth):
     smooth(model)
     iteration, lr = 3, 0.01
     alpha = inner_lr(cfg, iteration, lr)
-    mtr, mte = split_domains(list(batch), SEED, iteration)
-    x_tr, y_tr = method.inputs(batch, mtr)
-    x_te, y_te = method.inputs(batch, mte)
+    (x_tr, y_tr), (x_te, y_te) = _meta_batches(method, batch, iteration)
     theta = method.trainable()
     M = model.memory.slots.clone()
 
@@ -118,9 +122,7 @@ def test_mldg_second_order_equals_finite_differences(smooth):
     smooth(model)
     iteration, lr = 2, 0.01
     alpha = inner_lr(cfg, iteration, lr)
-    mtr, mte = split_domains(list(batch), SEED, iteration)
-    x_tr, y_tr = method.inputs(batch, mtr)
-    x_te, y_te = method.inputs(batch, mte)
+    (x_tr, y_tr), (x_te, y_te) = _meta_batches(method, batch, iteration)
     theta = method.trainable()
 
     def objective():  # L_tr(θ) + L_te(θ − α∇L_tr(θ))
@@ -139,9 +141,7 @@ def test_pinmem_first_order_is_the_sum_of_both_gradients_and_g_learns_from_meta_
     cfg, model, method, batch = _setup("pinmem", "meta.first_order=true")
     iteration, lr = 5, 0.01
     alpha = inner_lr(cfg, iteration, lr)
-    mtr, mte = split_domains(list(batch), SEED, iteration)
-    x_tr, y_tr = method.inputs(batch, mtr)
-    x_te, y_te = method.inputs(batch, mte)
+    (x_tr, y_tr), (x_te, y_te) = _meta_batches(method, batch, iteration)
     theta = method.trainable()
     M = model.memory.slots.clone()
 

@@ -3,16 +3,10 @@
 import cv2
 import numpy as np
 import pytest
-from test_eval_support import make_checkpoint, one_thread, run_cli
+from test_eval_support import make_checkpoint, run_cli
 
 import pinmem
 from pinmem.data.labels import PALETTE
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_eval_support import make_checkpoint, one_thread, run_cli
+from test_eval_support import make_checkpoint, run_cli
 
 from pinmem.engine.config import load_config
 from pinmem.evaluation.evaluate import EvalResult, EvalSettings
 from pinmem.evaluation.metrics import ConfusionMatrix
 from pinmem.evaluation.report import build_report, load_report, write_json
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
 
 
 def _result(dataset, seed):

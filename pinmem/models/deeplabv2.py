@@ -8,7 +8,7 @@ from pinmem.models.aspp import ASPPv2, scaled_rates
 from pinmem.models.base import SegmentationModel, SegmentationOutput
 from pinmem.models.layers import conv_bn_relu, init_new_layers, resize
 from pinmem.models.memory import PinMemory
-from pinmem.models.resnet import ResNet
+from pinmem.models.resnet import BackboneFeatures, ResNet
 
 
 class DeepLabV2(SegmentationModel):
@@ -37,9 +37,14 @@ class DeepLabV2(SegmentationModel):
         init_new_layers(self.head)
         init_new_layers(self.classifier)
 
+    def features(self, x: Tensor) -> tuple[BackboneFeatures, Tensor]:
+        """The backbone's features and F (backbone and ASPP-v2)."""
+        bb = self.backbone.forward_features(x)
+        return bb, self.aspp(bb.features["layer4"])
+
     def encode(self, x: Tensor) -> Tensor:
-        """F alone (backbone and ASPP-v2): what the memory initialisation and writes need."""
-        return self.aspp(self.backbone.forward_features(x).features["layer4"])
+        """F alone: what the memory initialisation and writes need."""
+        return self.features(x)[1]
 
     def forward(
         self,
@@ -48,8 +53,7 @@ class DeepLabV2(SegmentationModel):
         memory: Tensor | None = None,
         compute_aux: bool | None = None,
     ) -> SegmentationOutput:
-        bb = self.backbone.forward_features(x)
-        feature = self.aspp(bb.features["layer4"])
+        bb, feature = self.features(x)
         head_in, mem = self.memory_step(feature, labels, memory)
         logits = resize(self.classifier(self.head(head_in)), x.shape[-2:])
         return SegmentationOutput(

@@ -9,7 +9,7 @@ from pinmem.models.aspp import ASPP, scaled_rates
 from pinmem.models.base import SegmentationModel, SegmentationOutput
 from pinmem.models.layers import conv_bn_relu, init_new_layers, resize
 from pinmem.models.memory import PinMemory
-from pinmem.models.resnet import ResNet
+from pinmem.models.resnet import BackboneFeatures, ResNet
 
 
 class DeepLabV3Plus(SegmentationModel):
@@ -42,9 +42,14 @@ class DeepLabV3Plus(SegmentationModel):
         for m in (self.project, self.low_level, self.decoder, self.classifier):
             init_new_layers(m)
 
+    def features(self, x: Tensor) -> tuple[BackboneFeatures, Tensor]:
+        """The backbone's features and F (backbone, ASPP, projection)."""
+        bb = self.backbone.forward_features(x)
+        return bb, self.project(self.aspp(bb.features["layer4"]))
+
     def encode(self, x: Tensor) -> Tensor:
-        """F alone (backbone, ASPP, projection): what the memory initialisation and writes need."""
-        return self.project(self.aspp(self.backbone.forward_features(x).features["layer4"]))
+        """F alone: what the memory initialisation and writes need."""
+        return self.features(x)[1]
 
     def forward(
         self,
@@ -53,8 +58,7 @@ class DeepLabV3Plus(SegmentationModel):
         memory: Tensor | None = None,
         compute_aux: bool | None = None,
     ) -> SegmentationOutput:
-        bb = self.backbone.forward_features(x)
-        feature = self.project(self.aspp(bb.features["layer4"]))
+        bb, feature = self.features(x)
         head_in, mem = self.memory_step(feature, labels, memory)
         low = self.low_level(bb.features["layer1"])
         y = torch.cat([low, resize(head_in, low.shape[-2:])], dim=1)
