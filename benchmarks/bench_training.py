@@ -3,7 +3,7 @@
 Every method trains the same model on the same images per iteration (b per domain × 2 domains), on a fixed
 synthetic batch; the methods run interleaved (erm, mldg, pinmem, … repeated), and the ratio of medians is
 reported. Peak memory: CUDA ``max_memory_allocated`` on a GPU, else the peak resident-set growth of a fresh
-subprocess per method. Run::
+subprocess per method over the bare process (model, optimiser state, batch and two iterations' activations). Run::
 
     python benchmarks/bench_training.py --backbone resnet18 --size 128 --repeats 5
     python benchmarks/bench_training.py --backbone resnet50 --size 256 --repeats 3
@@ -72,10 +72,10 @@ def peak_memory(variant: str, args: argparse.Namespace) -> float:
 
 
 def measure_memory(variant: str, args: argparse.Namespace) -> None:
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # the bare process: Python, torch, pinmem
     model, method, optimizer, batch = make(variant, args)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for i in range(2):
         one_step(model, method, optimizer, batch, args, i)
     if args.device == "cuda":

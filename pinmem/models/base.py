@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from pinmem.models.layers import AuxHead
 from pinmem.models.memory import PinMemory
-from pinmem.models.resnet import ResNet
+from pinmem.models.resnet import BackboneFeatures, ResNet
 
 
 @dataclass
@@ -49,6 +49,14 @@ class SegmentationModel(nn.Module):
         self.num_classes = num_classes
         self.memory = memory
         self.aux_head = AuxHead(backbone.channels["layer3"], num_classes) if aux_head else None
+
+    def features(self, x: Tensor) -> tuple[BackboneFeatures, Tensor]:
+        """The backbone's features and F, the feature the memory works on (each architecture defines it)."""
+        raise TypeError(f"{type(self).__name__} must define features()")
+
+    def encode(self, x: Tensor) -> Tensor:
+        """F alone, without the decoder: what the memory initialisation and writes need."""
+        return self.features(x)[1]
 
     def memory_step(
         self, feature: Tensor, labels: Tensor | None, memory: Tensor | None

@@ -42,10 +42,6 @@ class DeepLabV2(SegmentationModel):
         bb = self.backbone.forward_features(x)
         return bb, self.aspp(bb.features["layer4"])
 
-    def encode(self, x: Tensor) -> Tensor:
-        """F alone: what the memory initialisation and writes need."""
-        return self.features(x)[1]
-
     def forward(
         self,
         x: Tensor,

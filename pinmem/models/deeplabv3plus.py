@@ -47,10 +47,6 @@ class DeepLabV3Plus(SegmentationModel):
         bb = self.backbone.forward_features(x)
         return bb, self.project(self.aspp(bb.features["layer4"]))
 
-    def encode(self, x: Tensor) -> Tensor:
-        """F alone: what the memory initialisation and writes need."""
-        return self.features(x)[1]
-
     def forward(
         self,
         x: Tensor,

@@ -62,7 +62,7 @@ class _Block(nn.Module):
     instance_norm: nn.Module | None
 
     def residual(self, x: Tensor) -> Tensor:  # pragma: no cover - overridden
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define residual()")
 
     def forward_with_norm(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Block output, plus the post-add instance-normalised map (before ReLU) when there is one."""
