@@ -101,6 +101,7 @@ class Trainer:
         self.start_iteration = int(self.checkpoint["iteration"]) if self.checkpoint else 0
         seed_everything(config.train.seed)
         self.logger = MetricLogger(self.out_dir, enabled=self.context.is_main)
+        self._val_sets: dict[str, Any] = {}
 
         self.sources = self._training_sets()
         self.sampler_config = SamplerConfig(
@@ -293,7 +294,9 @@ class Trainer:
         rng = rng_state()  # validation must not perturb the training stream
         self.model.eval()
         for name in cfg.data.targets:
-            dataset = build_dataset(name, cfg.dataset_root(name), "val")
+            if name not in self._val_sets:  # list the files once, not at every periodic validation
+                self._val_sets[name] = build_dataset(name, cfg.dataset_root(name), "val")
+            dataset = self._val_sets[name]
             shard = torch.utils.data.Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
             part = evaluate(self.model, shard, mode="whole", device=ctx.device, amp=cfg.train.amp,
                             progress=self._bar(), name=name)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from pinmem.models.layers import AuxHead
+from pinmem.models.layers import AuxHead, resize
 from pinmem.models.memory import PinMemory
 from pinmem.models.resnet import BackboneFeatures, ResNet
 
@@ -57,6 +57,27 @@ class SegmentationModel(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """F alone, without the decoder: what the memory initialisation and writes need."""
         return self.features(x)[1]
+
+    def decode(self, bb: BackboneFeatures, head_in: Tensor) -> Tensor:
+        """Logits (before the final upsampling) from the backbone features and the head's input R (or F)."""
+        raise TypeError(f"{type(self).__name__} must define decode()")
+
+    def forward(
+        self,
+        x: Tensor,
+        labels: Tensor | None = None,
+        memory: Tensor | None = None,
+        compute_aux: bool | None = None,
+    ) -> SegmentationOutput:
+        bb, feature = self.features(x)
+        head_in, mem = self.memory_step(feature, labels, memory)
+        return SegmentationOutput(
+            logits=resize(self.decode(bb, head_in), x.shape[-2:]),
+            feature=feature,
+            aux_logits=self.aux(bb.features["layer3"], compute_aux),
+            whitening_features=bb.whitened,
+            **mem,
+        )
 
     def memory_step(
         self, feature: Tensor, labels: Tensor | None, memory: Tensor | None

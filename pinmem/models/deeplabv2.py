@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from pinmem.models.aspp import ASPPv2, scaled_rates
-from pinmem.models.base import SegmentationModel, SegmentationOutput
-from pinmem.models.layers import conv_bn_relu, init_new_layers, resize
+from pinmem.models.base import SegmentationModel
+from pinmem.models.layers import conv_bn_relu, init_new_layers
 from pinmem.models.memory import PinMemory
 from pinmem.models.resnet import BackboneFeatures, ResNet
 
@@ -42,20 +42,6 @@ class DeepLabV2(SegmentationModel):
         bb = self.backbone.forward_features(x)
         return bb, self.aspp(bb.features["layer4"])
 
-    def forward(
-        self,
-        x: Tensor,
-        labels: Tensor | None = None,
-        memory: Tensor | None = None,
-        compute_aux: bool | None = None,
-    ) -> SegmentationOutput:
-        bb, feature = self.features(x)
-        head_in, mem = self.memory_step(feature, labels, memory)
-        logits = resize(self.classifier(self.head(head_in)), x.shape[-2:])
-        return SegmentationOutput(
-            logits=logits,
-            feature=feature,
-            aux_logits=self.aux(bb.features["layer3"], compute_aux),
-            whitening_features=bb.whitened,
-            **mem,
-        )
+    def decode(self, bb: BackboneFeatures, head_in: Tensor) -> Tensor:
+        """3×3 head and classifier on R (or F) -> logits at F's size."""
+        return self.classifier(self.head(head_in))

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from pinmem.models.aspp import ASPP, scaled_rates
-from pinmem.models.base import SegmentationModel, SegmentationOutput
+from pinmem.models.base import SegmentationModel
 from pinmem.models.layers import conv_bn_relu, init_new_layers, resize
 from pinmem.models.memory import PinMemory
 from pinmem.models.resnet import BackboneFeatures, ResNet
@@ -47,22 +47,8 @@ class DeepLabV3Plus(SegmentationModel):
         bb = self.backbone.forward_features(x)
         return bb, self.project(self.aspp(bb.features["layer4"]))
 
-    def forward(
-        self,
-        x: Tensor,
-        labels: Tensor | None = None,
-        memory: Tensor | None = None,
-        compute_aux: bool | None = None,
-    ) -> SegmentationOutput:
-        bb, feature = self.features(x)
-        head_in, mem = self.memory_step(feature, labels, memory)
+    def decode(self, bb: BackboneFeatures, head_in: Tensor) -> Tensor:
+        """Decoder on R (or F) and layer1's low-level feature -> logits at layer1's size."""
         low = self.low_level(bb.features["layer1"])
         y = torch.cat([low, resize(head_in, low.shape[-2:])], dim=1)
-        logits = resize(self.classifier(self.decoder(y)), x.shape[-2:])
-        return SegmentationOutput(
-            logits=logits,
-            feature=feature,
-            aux_logits=self.aux(bb.features["layer3"], compute_aux),
-            whitening_features=bb.whitened,
-            **mem,
-        )
+        return self.classifier(self.decoder(y))
