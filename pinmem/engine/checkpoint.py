@@ -87,7 +87,7 @@ def build_model_from_config(config: Config, *, load_backbone: bool = True, memor
         norm=config.norm,
         backbone_weights=config.model.backbone_weights if load_backbone else None,
         memory_momentum=config.pinmem.memory_momentum,
-        memory_stochastic=config.train.stochastic,
+        memory_stochastic=config.train.stochastic and config.pinmem.gumbel,
         gumbel_eval=config.model.gumbel_at_eval,
         memory_reduce=memory_reduce,
     )

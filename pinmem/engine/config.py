@@ -93,6 +93,10 @@ class MetaConfig:
     inner_lr_ratio: float = 0.25
     #: … and this value for the very first step
     first_inner_lr: float = 0.001
+    #: the meta-test forward on θ′ runs on copies of the BN running statistics, so only the meta-train forward
+    #: on θ updates the statistics evaluation uses (released: θ′ lives in a separate network copy); false lets
+    #: the meta-test forward update them too
+    isolate_bn_stats: bool = True
 
 
 @dataclass
@@ -102,6 +106,11 @@ class PinmemConfig:
     memory_momentum: float = 0.8
     #: images per source domain for the memory initialisation (released: two passes of 2975)
     init_images: int = 5950
+    #: Algorithm 1's meta-learning; false trains the memory on one combined batch of all sources with one write
+    #: per iteration (the released ``train_memory_agg``: an ablation)
+    meta_learning: bool = True
+    #: Gumbel noise in the read while training (the paper); false reads with a plain softmax (an ablation)
+    gumbel: bool = True
 
 
 @dataclass

@@ -122,9 +122,23 @@ def accumulate(params: Params, grads: Sequence[Tensor]) -> None:
         p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
 
 
-def forward_with(model: nn.Module, params: Params, *args: Any, **kwargs: Any) -> Any:
-    """``model(*args, **kwargs)`` with ``params`` in place of its parameters (buffers stay the module's)."""
-    return torch.func.functional_call(model, params, args, kwargs, strict=False)
+def forward_with(model: nn.Module, params: Params, *args: Any, isolate_buffers: bool = False, **kwargs: Any) -> Any:
+    """``model(*args, **kwargs)`` with ``params`` in place of its parameters.
+
+    ``isolate_buffers=False``: the pass uses and updates the module's own buffers (BN running statistics).
+    ``True``: it runs on copies of them, so whatever a train-mode pass writes into its BN running statistics is
+    discarded — the released code's θ′, which lives in a separate network copy with buffers of its own
+    (docs/method.md, "BN statistics of the meta-test").
+    """
+    tensors = dict(params)
+    if isolate_buffers:
+        tensors |= copied_buffers(model)
+    return torch.func.functional_call(model, tensors, args, kwargs, strict=False)
+
+
+def copied_buffers(module: nn.Module) -> Params:
+    """A copy of every buffer of ``module`` (BN running statistics, the memory), keyed by name."""
+    return {name: b.clone() for name, b in module.named_buffers()}
 
 
 @contextmanager

@@ -24,7 +24,8 @@ class MLDG(Method):
         grads_tr = gradients(loss_tr, params, create_graph=not first_order)
         fast = inner_step(params, self.context.average_tensors(grads_tr), inner_lr(self.config, iteration, lr),
                           first_order)
-        loss_te = self.seg_loss(forward_with(self.model, fast, x_te), y_te)
+        loss_te = self.seg_loss(forward_with(self.model, fast, x_te, isolate_buffers=self.config.meta.isolate_bn_stats),
+                                y_te)
 
         if first_order:
             loss_te.backward()

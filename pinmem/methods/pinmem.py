@@ -42,6 +42,7 @@ from pinmem.methods.base import (
     Method,
     Params,
     accumulate,
+    copied_buffers,
     eval_mode,
     forward_with,
     gradients,
@@ -74,6 +75,8 @@ class PinTheMemory(Method):
         self._commit_batch: tuple[Tensor, Tensor] | None = None
 
     def step(self, batch: Batch, iteration: int, lr: float) -> dict[str, Tensor]:
+        if not self.config.pinmem.meta_learning:
+            return self.step_without_meta_learning(batch)
         cfg, model, memory = self.config, self.model, self.model.memory
         first_order = cfg.meta.first_order
         lam_coh, lam_div = cfg.pinmem.lambda_coh, cfg.pinmem.lambda_div
@@ -95,13 +98,25 @@ class PinTheMemory(Method):
         # 11: M' ← update(M, X_mtr; copy(θ'_E), θ'_U)
         M_prime = self.memory_for_meta_test(theta_prime, x_mtr, y_mtr, M)
         # 13: L_read with (X_mte, M', θ'_{E,D})
-        out_mte = forward_with(model, theta_prime, x_mte, memory=M_prime)
+        out_mte = forward_with(model, theta_prime, x_mte, memory=M_prime, isolate_buffers=cfg.meta.isolate_bn_stats)
         l_read_mte = read_loss(out_mte, y_mte, lam_coh, self.normalizer)
         # 14: θ* from θ' (eq. 11) — gradients into .grad; the trainer averages them over ranks and steps (16)
         self.outer_gradient(theta, grads_mtr, l_read_mte, first_order)
         # 15: M* ← update(M, X_mtr; copy(θ*_{E,U})) is after_step, once the trainer has made θ*
         self._commit_batch = (x_mtr.detach(), y_mtr.detach())
         return {"read_mtr": l_read_mtr.detach(), "update": l_update.detach(), "read_mte": l_read_mte.detach()}
+
+    def step_without_meta_learning(self, batch: Batch) -> dict[str, Tensor]:
+        """The ablation ``pinmem.meta_learning=false`` (the released ``train_memory_agg``): all sources in one
+        batch X, L_read(X, M) + L_update(M̂) on θ, one SGD step, then M ← update(M, X; θ*) as in line 15."""
+        cfg = self.config
+        x, y = self.inputs(batch, list(batch))
+        out = self.model(x, labels=y)
+        l_read = read_loss(out, y, cfg.pinmem.lambda_coh, self.normalizer)
+        l_update = update_loss(out.memory_hat, self.model.memory.classifier, cfg.pinmem.lambda_div)
+        (l_read + l_update).backward()
+        self._commit_batch = (x.detach(), y.detach())
+        return {"read": l_read.detach(), "update": l_update.detach()}
 
     def memory_for_meta_test(self, theta_prime: Params, x_mtr: Tensor, y_mtr: Tensor, M: Tensor) -> Tensor:
         """M' = update(M, X_mtr; copy(θ'_E), θ'_U) (Algorithm 1, line 11).
@@ -115,7 +130,7 @@ class PinTheMemory(Method):
     def frozen_feature(self, theta_prime: Params, x: Tensor) -> Tensor:
         """F of ``x`` under copy(θ'): detached parameters, BN statistics not updated."""
         frozen = {name: p.detach() for name, p in theta_prime.items()}
-        frozen |= {name: b.clone() for name, b in self.model.named_buffers()}
+        frozen |= copied_buffers(self.model)
         with substituted(self.model, frozen):
             return self.model.encode(x)
 
@@ -124,7 +139,7 @@ class PinTheMemory(Method):
         memory = self.model.memory
         live_u = {name.removeprefix("memory.update."): p for name, p in theta_prime.items()
                   if name.startswith("memory.update.")}
-        live_u |= {name: b.clone() for name, b in memory.update.named_buffers()}
+        live_u |= copied_buffers(memory.update)
         with substituted(memory.update, live_u):
             return memory.write(feature, labels, memory=M)
 

@@ -27,6 +27,9 @@ from pinmem.models.layers import conv_bn_relu, init_new_layers
 from pinmem.models.memory_ops import class_sums, read_weights, update_memory
 
 Reduce = Callable[[Tensor], Tensor]
+#: the released code's initialisation of the memory module's BN biases and of G's weight (std)
+RELEASED_BN_BIAS = 1e-4
+RELEASED_CLASSIFIER_STD = 1e-4
 
 
 @dataclass
@@ -96,9 +99,21 @@ class PinMemory(nn.Module):
         self.fusion = conv_bn_relu(2 * channels, channels, 1)
         self.update = UpdateNetwork(channels)
         self.classifier = nn.Linear(channels, num_slots)
-        init_new_layers(self)
+        self.reset_parameters()
         self._init_sums: Tensor | None = None
         self._init_counts: Tensor | None = None
+
+    def reset_parameters(self) -> None:
+        """The released initialisation of the memory's own layers (docs/method.md, "Initialisation"):
+        convolutions Kaiming-normal (fan_in, ReLU); BatchNorm weight 1, **bias 1e-4**; G (``classifier``)
+        weight ~ N(0, 1e-4²), bias 0. A Kaiming-initialised G makes the first gradient of λ2·L_div into F
+        about 900× the released one."""
+        init_new_layers(self)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.bias, RELEASED_BN_BIAS)
+        nn.init.normal_(self.classifier.weight, std=RELEASED_CLASSIFIER_STD)
+        nn.init.zeros_(self.classifier.bias)
 
     # ------------------------------------------------------------------ read / write
     def read(self, feature: Tensor, memory: Tensor | None = None) -> MemoryRead:
