@@ -3,8 +3,9 @@
 1. write the street world (``gtav`` and ``synthia`` styles as sources with train and val splits; ``cityscapes``,
    ``bdd100k`` and ``mapillary`` styles as unseen targets with val splits) in the datasets' native formats;
 2. train each method (``erm`` and ``pinmem`` by default) on the two sources with a small backbone;
-3. evaluate every model on the sources' val splits and on the targets (whole image, at the images' own size —
-   the real Mapillary protocol's 1536-pixel resize is meant for real photos, not 480×240 renders);
+3. evaluate every model on the sources' val splits and on the targets with the world's protocol (its
+   ``synth.json``: whole image at the images' own size — the real Mapillary protocol's 1536-pixel resize is
+   meant for real photos, not renders; ``pinmem eval`` on the same world applies the same protocol);
 4. print the Table-1-style comparison and write a report folder: Markdown, JSON, a per-class IoU plot and a few
    predictions side by side with the ground truth.
 
@@ -102,7 +103,7 @@ def evaluate_run(checkpoint: Path, roots: dict[str, Path], progress: bool) -> di
     model, config = load_model(checkpoint)
     results = []
     for name in (*SOURCES, *TARGETS):
-        dataset = build_dataset(name, roots[name], "val", transform=EvalTransform())
+        dataset = build_dataset(name, roots[name], "val")  # the world's protocol (its synth.json)
         results.append(evaluate(model, dataset, mode="whole", batch_size=8, progress=progress, name=name))
     return build_report(results, checkpoint=str(checkpoint), config=config,
                         roots=[str(roots[n]) for n in (*SOURCES, *TARGETS)])

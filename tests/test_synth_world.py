@@ -143,3 +143,20 @@ def test_bad_sizes(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_size(text)
     assert parse_size("512X256") == (512, 256)
+
+
+def test_a_world_carries_its_evaluation_protocol(world, tmp_path) -> None:
+    """One protocol per world: the generated mapillary style is scored at its native size (synth.json), while
+    the same files without the manifest get the real Mapillary protocol (height 1536, centre crop)."""
+    import shutil
+
+    _, roots = world
+    dataset = build_dataset("mapillary", roots["mapillary"], "val")
+    assert dataset.transform.height is None and dataset.transform.center_crop is None
+    image = dataset[0]["image"]
+    assert tuple(image.shape[-2:]) == dataset.load_pair(0)[0].shape[:2]
+    copy = tmp_path / "mapillary"
+    shutil.copytree(roots["mapillary"], copy)
+    (copy / MANIFEST).unlink()
+    real = build_dataset("mapillary", copy, "val")
+    assert real.transform.height == 1536 and real[0]["image"].shape[-2:] == (1536, 1536)

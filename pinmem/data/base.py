@@ -7,6 +7,7 @@ size check are shared here.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +30,23 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 def no_transform(image: np.ndarray, label: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The identity transform: ``ds.get(i)`` then returns the decoded arrays (picklable, unlike a lambda)."""
     return image, label
+
+
+#: the manifest a generated world (``pinmem synth``) writes at each dataset root
+GENERATED_WORLD_MANIFEST = "synth.json"
+
+
+def generated_world_protocol(root: Path) -> dict | None:
+    """The ``evaluation`` entry of ``root/synth.json`` (``height``, ``center_crop``), or None for real data."""
+    path = Path(root) / GENERATED_WORLD_MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DatasetLayoutError(f"{path} is not a readable synth.json manifest: {err}") from err
+    protocol = manifest.get("evaluation") if isinstance(manifest, dict) else None
+    return protocol if isinstance(protocol, dict) else None
 
 
 class SegmentationDataset(torch.utils.data.Dataset, ABC):
@@ -80,11 +98,20 @@ class SegmentationDataset(torch.utils.data.Dataset, ABC):
                 f"{self.name}: no image/label pairs found for split {split!r} under {self.root}; expected layout:\n"
                 f"{self.layout}"
             )
-        if transform is None:
-            from pinmem.data.transforms import EvalTransform
+        self.transform = self.evaluation_transform() if transform is None else transform
 
-            transform = EvalTransform(height=self.eval_height, center_crop=self.eval_center_crop)
-        self.transform = transform
+    def evaluation_transform(self) -> Transform:
+        """The protocol's evaluation transform (SPEC §7 sizes). A generated world carries its own protocol in
+        the ``evaluation`` entry of its ``synth.json`` (the street world is scored at its native size: the real
+        Mapillary resize to height 1536 is meant for photos, not renders), so that ``pinmem eval``, the demo
+        and the benchmark score a checkpoint the same way."""
+        from pinmem.data.transforms import EvalTransform
+
+        height, center_crop = self.eval_height, self.eval_center_crop
+        protocol = generated_world_protocol(self.root)
+        if protocol is not None:
+            height, center_crop = protocol.get("height"), protocol.get("center_crop")
+        return EvalTransform(height=height, center_crop=center_crop)
 
     # -- what a loader implements -------------------------------------------------------------------------
     @abstractmethod

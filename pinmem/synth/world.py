@@ -18,13 +18,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pinmem.data.base import GENERATED_WORLD_MANIFEST
 from pinmem.data.writers import build_writer
 from pinmem.errors import PinmemError
 from pinmem.synth.scene import Scene, render_scene, render_size
 from pinmem.synth.style import Style
 from pinmem.synth.style_io import load_style
 
-MANIFEST = "synth.json"
+MANIFEST = GENERATED_WORLD_MANIFEST
 VAL_OFFSET = 1_000_000
 #: bump when the generator's output changes for the same parameters, so stale worlds are regenerated
 GENERATOR_VERSION = 1
@@ -43,6 +44,9 @@ def manifest_for(style: Style, num_train: int, num_val: int, size: tuple[int, in
         "generator": "pinmem.synth", "version": GENERATOR_VERSION, "style": style.name, "format": style.format,
         "style_digest": style.digest, "num_train": num_train, "num_val": num_val, "size": list(size),
         "image_size": list(render_size(style, size)), "seed": seed,
+        # the evaluation protocol of this world: whole image at its native size, for every style (read by
+        # pinmem.data.base.generated_world_protocol, so eval, the demo and the benchmark agree)
+        "evaluation": {"mode": "whole", "height": None, "center_crop": None},
     }
 
 
