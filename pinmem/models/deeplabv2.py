@@ -5,14 +5,14 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from pinmem.models.aspp import ASPPv2, scaled_rates
-from pinmem.models.base import SegmentationModel
+from pinmem.models.base import Backbone, SegmentationModel
 from pinmem.models.layers import conv_bn_relu, init_new_layers
 from pinmem.models.memory import PinMemory
-from pinmem.models.resnet import BackboneFeatures, ResNet
+from pinmem.models.resnet import BackboneFeatures
 
 
 class DeepLabV2(SegmentationModel):
-    """DeepLabV2 on a ResNet trunk (normally R101 at OS8).
+    """DeepLabV2 on a ResNet trunk (normally R101 at OS8) or an EfficientNet-Lite0 one.
 
     layer4 → ``aspp`` (ASPP-v2: four 3×3 conv → 256 at rates 6/12/18/24 at OS8, scaled by 8/OS, summed)
     = F → [``memory`` → R] → ``head`` (3×3 conv 256, BN, ReLU) → ``classifier`` (1×1, bias) → bilinear
@@ -23,7 +23,7 @@ class DeepLabV2(SegmentationModel):
 
     def __init__(
         self,
-        backbone: ResNet,
+        backbone: Backbone,
         num_classes: int = 19,
         memory: PinMemory | None = None,
         aux_head: bool = True,

@@ -6,14 +6,14 @@ import torch
 from torch import Tensor, nn
 
 from pinmem.models.aspp import ASPP, scaled_rates
-from pinmem.models.base import SegmentationModel
+from pinmem.models.base import Backbone, SegmentationModel
 from pinmem.models.layers import conv_bn_relu, init_new_layers, resize
 from pinmem.models.memory import PinMemory
-from pinmem.models.resnet import BackboneFeatures, ResNet
+from pinmem.models.resnet import BackboneFeatures
 
 
 class DeepLabV3Plus(SegmentationModel):
-    """DeepLabV3+ on a ResNet trunk.
+    """DeepLabV3+ on a ResNet or EfficientNet-Lite0 trunk.
 
     layer4 → ``aspp`` (rates 6/12/18 at OS16, scaled by 16/OS) → ``project`` (1×1 1280→256, BN, ReLU) = F →
     [``memory`` read/write → R] → upsample ×4 to layer1's size, concatenated with ``low_level``(layer1)
@@ -23,7 +23,7 @@ class DeepLabV3Plus(SegmentationModel):
 
     def __init__(
         self,
-        backbone: ResNet,
+        backbone: Backbone,
         num_classes: int = 19,
         memory: PinMemory | None = None,
         aux_head: bool = True,

