@@ -1,4 +1,4 @@
-"""Losses (SPEC §4, §6) against direct computations."""
+"""Losses (docs/method.md §4, §6) against direct computations."""
 
 from __future__ import annotations
 

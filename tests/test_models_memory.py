@@ -1,4 +1,4 @@
-"""The memory module (SPEC §3): write, read, gradient paths, determinism, initialisation, state."""
+"""The memory module (docs/method.md §3): write, read, gradient paths, determinism, initialisation, state."""
 
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def test_class_sums_are_additive_over_batches() -> None:
 
 
 def test_second_order_through_functional_call() -> None:
-    """θ' = θ − α∇L(θ) and a meta-test loss on θ' with M' differentiate back to θ (SPEC §5, second order)."""
+    """θ' = θ − α∇L(θ) and a meta-test loss on θ' with M' differentiate back to θ (docs/method.md §5, second order)."""
     torch.manual_seed(0)
     model = build_model(backbone="resnet18", memory=True, num_classes=N, memory_stochastic=False).train()
     params = dict(model.named_parameters())

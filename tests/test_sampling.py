@@ -53,7 +53,7 @@ def flatten(batches):
 def test_config_validation_and_epoch_arithmetic():
     config = SamplerConfig()
     assert (config.epoch_length, config.batch_per_domain, config.seed) == (2975, 4, 304)
-    assert config.iterations_per_epoch == 743  # SPEC §6: 743 iterations of 4 images per domain
+    assert config.iterations_per_epoch == 743  # docs/method.md §6: 743 iterations of 4 images per domain
     assert SamplerConfig(batch_per_domain=2, world_size=4).iterations_per_epoch == 371
     with pytest.raises(ConfigError):
         SamplerConfig(rank=2, world_size=2)

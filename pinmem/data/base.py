@@ -61,10 +61,10 @@ class SegmentationDataset(torch.utils.data.Dataset, ABC):
     name: ClassVar[str] = ""
     layout: ClassVar[str] = ""
     split_folders: ClassVar[dict[str, tuple[str, ...]]] = {}
-    #: evaluation-size handling (SPEC §7): resize to this height (keeping aspect), then centre-crop a square.
+    #: evaluation-size handling (docs/method.md §7): resize to this height (keeping aspect), then centre-crop a square.
     eval_height: ClassVar[int | None] = None
     eval_center_crop: ClassVar[int | None] = None
-    #: native id -> trainId (SPEC §7); ids not listed decode to 255.
+    #: native id -> trainId (docs/method.md §7); ids not listed decode to 255.
     id_to_train: ClassVar[dict[int, int]] = {}
     #: every native value a valid label file may hold (mapped or deliberately ignored); `data check` reports others.
     known_ids: ClassVar[frozenset[int]] = frozenset()
@@ -101,7 +101,7 @@ class SegmentationDataset(torch.utils.data.Dataset, ABC):
         self.transform = self.evaluation_transform() if transform is None else transform
 
     def evaluation_transform(self) -> Transform:
-        """The protocol's evaluation transform (SPEC §7 sizes). A generated world carries its own protocol in
+        """The protocol's evaluation transform (docs/method.md §7 sizes). A generated world carries its own protocol in
         the ``evaluation`` entry of its ``synth.json`` (the street world is scored at its native size: the real
         Mapillary resize to height 1536 is meant for photos, not renders), so that ``pinmem eval``, the demo
         and the benchmark score a checkpoint the same way."""

@@ -1,4 +1,4 @@
-"""Multi-domain batch sampling for training (SPEC §6 "batch sampler").
+"""Multi-domain batch sampling for training (docs/method.md §6 "batch sampler").
 
 A training *sample* takes one image from every source domain, so the domains are balanced whatever their
 sizes; an iteration takes ``batch_per_domain`` samples on every rank. Everything is a pure function of

@@ -1,4 +1,4 @@
-"""Training augmentation and evaluation transforms (SPEC §6, §7).
+"""Training augmentation and evaluation transforms (docs/method.md §6, §7).
 
 Every transform follows the dataset contract ``transform(image, label, seed) -> (image, label)``: ``image`` is
 H×W×3 RGB ``uint8``, ``label`` H×W ``uint8`` trainIds (255 = ignore); the result is a normalised float32 3×H×W
@@ -169,7 +169,7 @@ def _rng_for(seed: int | None) -> np.random.Generator:
 
 # -- training augmentation ------------------------------------------------------------------------------------
 class TrainTransform:
-    """The paper's training augmentation (SPEC §6), in this order:
+    """The paper's training augmentation (docs/method.md §6), in this order:
 
     random rescale ×U(scale_range) (bicubic image, nearest label) and random crop ``crop_size`` (an int or
     (h, w); padding image 0 / label 255 where the rescaled image is smaller), horizontal flip (``flip_p``),

@@ -51,7 +51,7 @@ class DataConfig:
     #: samples per epoch (each sample = one image from every source), 2975 as released
     epoch_length: int = 2975
     num_workers: int = 4
-    #: the released code's strong ColorJitter(0.8, 0.8, 0.8, 0.3) on the first source, for mldg/pinmem (SPEC §6)
+    #: the released code's strong ColorJitter(0.8, 0.8, 0.8, 0.3) on the first source, for mldg/pinmem (docs/method.md §6)
     strong_jitter_first_source: bool = False
 
 
@@ -87,7 +87,7 @@ class TrainConfig:
 
 @dataclass
 class MetaConfig:
-    """MLDG and Pin the Memory's meta-learning (SPEC §5)."""
+    """MLDG and Pin the Memory's meta-learning (docs/method.md §5)."""
 
     #: outer gradient: first order (released) or through θ' (the paper's eq. 11)
     first_order: bool = True

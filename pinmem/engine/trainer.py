@@ -1,6 +1,6 @@
 """The trainer: one loop for every method, exact resume, data parallelism with ``torchrun``.
 
-``Trainer(config).fit()`` builds the data (a multi-domain loader over the sources, SPEC §6), the model, the
+``Trainer(config).fit()`` builds the data (a multi-domain loader over the sources, docs/method.md §6), the model, the
 method, SGD with the ``exp``/``poly`` schedule and, for Pin the Memory, initialises the memory from class means;
 then runs ``train.iterations`` iterations with a progress bar, JSON-lines and TensorBoard logs, optional periodic
 validation and checkpoints, and a final validation on the targets. ``Trainer(config, resume=PATH).fit()``
@@ -158,7 +158,7 @@ class Trainer:
         self.method.load_state_dict(ckpt.get("method", {}))
 
     def initialise_memory(self) -> None:
-        """SPEC §3: class means of the L2-normalised F over the sources' training data (eval mode, no grad),
+        """docs/method.md §3: class means of the L2-normalised F over the sources' training data (eval mode, no grad),
         ``pinmem.init_images`` per domain over all ranks; per-class sums all-reduced before the mean."""
         memory = getattr(self.model, "memory", None)
         if memory is None:

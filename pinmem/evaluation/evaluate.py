@@ -1,4 +1,4 @@
-"""``evaluate(model, dataset, ...)``: one streamed confusion matrix over a dataset split (SPEC §8).
+"""``evaluate(model, dataset, ...)``: one streamed confusion matrix over a dataset split (docs/method.md §8).
 
 Images are read one by one (optionally by DataLoader workers) and grouped into batches of up to
 ``batch_size`` *consecutive images of the same size*; a size change flushes the batch. Only the running
@@ -28,7 +28,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 
 @dataclass
 class EvalSettings:
-    """How predictions were made; stored beside every number (SPEC §8: say which mode a number used)."""
+    """How predictions were made; stored beside every number (docs/method.md §8: say which mode a number used)."""
 
     mode: str = "whole"
     flip: bool = False

@@ -1,4 +1,4 @@
-"""Streamed confusion matrix and the segmentation scores derived from it (SPEC §8).
+"""Streamed confusion matrix and the segmentation scores derived from it (docs/method.md §8).
 
 One :class:`ConfusionMatrix` per dataset split collects ``matrix[gt, pred]`` pixel counts over every pixel with
 ``0 <= gt < num_classes``; ignore (255) and any other out-of-range ground truth are dropped. From it:
@@ -100,7 +100,7 @@ class SegmentationMetrics:
 
 
 def metrics_from_matrix(matrix: np.ndarray, classes: tuple[str, ...] | None = None) -> SegmentationMetrics:
-    """IoU, mIoU and accuracies of a ``[gt, pred]`` confusion matrix (SPEC §8)."""
+    """IoU, mIoU and accuracies of a ``[gt, pred]`` confusion matrix (docs/method.md §8)."""
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"a confusion matrix must be square, got shape {m.shape}")

@@ -24,7 +24,7 @@ FORMAT = "pinmem-eval"
 VERSION = 1
 #: column titles of the datasets (the paper's spelling for the three targets)
 DISPLAY_NAMES = {**TARGET_NAMES, "gtav": "GTAV", "synthia": "SYNTHIA", "idd": "IDD"}
-#: the 16 classes SYNTHIA is often scored on (no terrain, truck, train: SPEC §7)
+#: the 16 classes SYNTHIA is often scored on (no terrain, truck, train: docs/method.md §7)
 SYNTHIA_16 = tuple(c for c in CLASSES if c not in ("terrain", "truck", "train"))
 
 

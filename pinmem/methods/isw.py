@@ -1,4 +1,4 @@
-"""ISW / RobustNet (Choi et al., 2021) as the released code builds it (SPEC §6).
+"""ISW / RobustNet (Choi et al., 2021) as the released code builds it (docs/method.md §6).
 
 ERM on a backbone with instance whitening (``model.norm=isw``). After epoch ``isw.start_epoch`` a covariance
 stage finds the *style-sensitive* covariance entries: ``isw.trials`` trials of ``isw.images_per_trial`` images

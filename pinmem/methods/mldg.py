@@ -1,4 +1,4 @@
-"""MLDG (Li et al., 2018), the paper's meta-learning baseline (SPEC §5, last paragraph).
+"""MLDG (Li et al., 2018), the paper's meta-learning baseline (docs/method.md §5, last paragraph).
 
 Each iteration splits the sources into meta-train and meta-test; L_tr = L_seg on meta-train,
 θ' = θ − α∇L_tr, L_te = L_seg(θ') on meta-test, and one step on ∇(L_tr + L_te). First order (released):

@@ -1,4 +1,4 @@
-"""Pin the Memory's meta-learning (Algorithm 1 of the paper; SPEC §5).
+"""Pin the Memory's meta-learning (Algorithm 1 of the paper; docs/method.md §5).
 
 :meth:`PinTheMemory.step` is Algorithm 1's loop body; its comments carry the line numbers of the algorithm as
 listed here (the paper's text, numbered):
@@ -55,7 +55,7 @@ from pinmem.models.losses import Normalizer, cohesion_loss, divergence_loss, seg
 
 
 def read_loss(out: SegmentationOutput, labels: Tensor, lambda_coh: float, normalizer: Normalizer | None) -> Tensor:
-    """L_read = L_seg + λ1·L_coh (SPEC §4): segmentation (with the auxiliary head) plus feature cohesion."""
+    """L_read = L_seg + λ1·L_coh (docs/method.md §4): segmentation (with the auxiliary head) plus feature cohesion."""
     seg = segmentation_loss(out.logits, labels, out.aux_logits, normalizer=normalizer)
     return seg + lambda_coh * cohesion_loss(out.cosine, labels, normalizer=normalizer)
 

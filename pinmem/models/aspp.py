@@ -15,7 +15,7 @@ def scaled_rates(rates: tuple[int, ...], native_stride: int, output_stride: int)
 
 
 class ASPP(nn.Module):
-    """DeepLabV3 ASPP (SPEC §2): image pooling + 1×1 + three dilated 3×3, each conv (no bias) → BN → ReLU with
+    """DeepLabV3 ASPP (docs/method.md §2): image pooling + 1×1 + three dilated 3×3, each conv (no bias) → BN → ReLU with
     ``channels`` outputs, concatenated (5·channels). The projection to 256 lives in the segmentation model.
 
     Branch names: ``pool`` (image pooling), ``branches.0`` (1×1), ``branches.1..3`` (3×3 at ``rates``).
@@ -37,7 +37,7 @@ class ASPP(nn.Module):
 
 
 class ASPPv2(nn.Module):
-    """DeepLabV2 ASPP (SPEC §2): four dilated 3×3 convs ``cin → channels`` whose outputs are summed.
+    """DeepLabV2 ASPP (docs/method.md §2): four dilated 3×3 convs ``cin → channels`` whose outputs are summed.
 
     As in the released code, each branch is conv (no bias) → BN → ReLU before the sum (the original DeepLabV2
     sums the class-score outputs of plain biased convolutions instead).

@@ -1,4 +1,4 @@
-"""DeepLabV2 (SPEC §2, Table 4 / 12 of the paper) with an optional Pin the Memory module."""
+"""DeepLabV2 (docs/method.md §2, Table 4 / 12 of the paper) with an optional Pin the Memory module."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class DeepLabV2(SegmentationModel):
 
     layer4 → ``aspp`` (ASPP-v2: four 3×3 conv → 256 at rates 6/12/18/24 at OS8, scaled by 8/OS, summed)
     = F → [``memory`` → R] → ``head`` (3×3 conv 256, BN, ReLU) → ``classifier`` (1×1, bias) → bilinear
-    upsample to the input size. SPEC §2 defines the auxiliary head only for DeepLabV3+; the released
+    upsample to the input size. docs/method.md §2 defines the auxiliary head only for DeepLabV3+; the released
     DeepLabV2 has the same layer3 head (``dsn``) and trains with it, so ``aux_head=True`` is the default
     here as well.
     """

@@ -1,4 +1,4 @@
-"""DeepLabV3+ (SPEC §2) with an optional Pin the Memory module between the ASPP projection and the decoder."""
+"""DeepLabV3+ (docs/method.md §2) with an optional Pin the Memory module between the ASPP projection and the decoder."""
 
 from __future__ import annotations
 

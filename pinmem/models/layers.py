@@ -17,7 +17,7 @@ def conv_bn_relu(cin: int, cout: int, kernel_size: int = 1, dilation: int = 1) -
 
 
 def init_new_layers(module: nn.Module) -> None:
-    """SPEC §2 for layers added on top of the backbone: Kaiming-normal (fan_in, ReLU) weights for convolutions
+    """docs/method.md §2 for layers added on top of the backbone: Kaiming-normal (fan_in, ReLU) weights for convolutions
     and linear layers, zero bias; BatchNorm weight 1, bias 0."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -37,7 +37,7 @@ def resize(x: Tensor, size: tuple[int, int] | list[int]) -> Tensor:
 
 
 class AuxHead(nn.Module):
-    """Auxiliary head on layer3 (SPEC §2): 3×3 conv → 512, BN, ReLU, Dropout2d(0.1), 1×1 conv → classes."""
+    """Auxiliary head on layer3 (docs/method.md §2): 3×3 conv → 512, BN, ReLU, Dropout2d(0.1), 1×1 conv → classes."""
 
     def __init__(self, cin: int, num_classes: int, hidden: int = 512, dropout: float = 0.1) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Losses of Pin the Memory and its baselines (SPEC §4, §6) as small pure functions.
+"""Losses of Pin the Memory and its baselines (docs/method.md §4, §6) as small pure functions.
 
 Weights: functions return the *unweighted* term unless stated; the caller forms L_read = L_seg + λ1·L_coh
 (λ1 = :data:`LAMBDA_COH` = 0.02), L_update = λ2·L_div (λ2 = :data:`LAMBDA_DIV` = 0.2) and adds
@@ -57,7 +57,7 @@ def segmentation_loss(
     aux_weight: float = AUX_WEIGHT,
     normalizer: Normalizer | None = None,
 ) -> Tensor:
-    """L_seg = CE(P, Y) + 0.4·CE(P_aux, Y↓nearest) (SPEC §4); the aux term is skipped when ``aux_logits`` is
+    """L_seg = CE(P, Y) + 0.4·CE(P_aux, Y↓nearest) (docs/method.md §4); the aux term is skipped when ``aux_logits`` is
     None. ``logits`` are at the label's size, ``aux_logits`` at layer3's."""
     loss = cross_entropy(logits, labels, normalizer=normalizer)
     if aux_logits is not None:
@@ -119,7 +119,7 @@ def instance_covariance(feature: Tensor, eps: float = 1e-5) -> Tensor:
 
 
 def whitening_loss(features: Sequence[Tensor], masks: Sequence[Tensor], eps: float = 1e-5) -> Tensor:
-    """ISW loss L_isw = (1/L) Σ_l (1/B) Σ_b Σ|Σ_b^l ⊙ mask^l| / #sensitive^l (SPEC §6, RobustNet's margin 0).
+    """ISW loss L_isw = (1/L) Σ_l (1/B) Σ_b Σ|Σ_b^l ⊙ mask^l| / #sensitive^l (docs/method.md §6, RobustNet's margin 0).
 
     ``features``: the whitened maps of :attr:`SegmentationOutput.whitening_features`; ``masks``: one C×C 0/1
     (or bool) matrix per layer marking the style-sensitive strict-upper-triangle entries. Unweighted: the

@@ -1,7 +1,7 @@
-"""The Pin the Memory module (SPEC §3): a class memory M (N slots × C channels), read every forward, written
+"""The Pin the Memory module (docs/method.md §3): a class memory M (N slots × C channels), read every forward, written
 with a masked average of the update network's features.
 
-Design for the meta-learning loop (SPEC §5):
+Design for the meta-learning loop (docs/method.md §5):
 
 - M is the registered buffer ``slots`` (saved and restored by ``state_dict``), not a parameter.
 - Every read/write accepts an explicit ``memory`` tensor overriding the buffer (the loop reads with M' on θ').
@@ -50,7 +50,7 @@ class MemoryOutput(MemoryRead):
 
 
 class UpdateNetwork(nn.Module):
-    """U (SPEC §3 write step 1): Z = normalize(ReLU(F + BN(Conv1×1_{C→C, no bias}(F)))) per pixel."""
+    """U (docs/method.md §3 write step 1): Z = normalize(ReLU(F + BN(Conv1×1_{C→C, no bias}(F)))) per pixel."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -117,7 +117,7 @@ class PinMemory(nn.Module):
 
     # ------------------------------------------------------------------ read / write
     def read(self, feature: Tensor, memory: Tensor | None = None) -> MemoryRead:
-        """Read (SPEC §3): q = F/‖F‖, s = q·Mᵀ, W = softmax((s+g)/τ), r = W·M, R = ReLU(BN(Conv([q; r])))."""
+        """Read (docs/method.md §3): q = F/‖F‖, s = q·Mᵀ, W = softmax((s+g)/τ), r = W·M, R = ReLU(BN(Conv([q; r])))."""
         mem = self.slots if memory is None else memory
         b, c, h, w = feature.shape
         q = F.normalize(feature, dim=1)
@@ -137,7 +137,7 @@ class PinMemory(nn.Module):
         return sums, counts
 
     def write(self, feature: Tensor, labels: Tensor, memory: Tensor | None = None) -> Tensor:
-        """M̂ = update(M, F, Y) (SPEC §3 write), differentiable through U and F; the buffer is unchanged."""
+        """M̂ = update(M, F, Y) (docs/method.md §3 write), differentiable through U and F; the buffer is unchanged."""
         mem = self.slots if memory is None else memory
         sums, counts = self.class_sums(feature, labels)
         return update_memory(mem, sums, counts, self.momentum)
@@ -156,7 +156,7 @@ class PinMemory(nn.Module):
 
     @torch.no_grad()
     def commit(self, new_memory: Tensor) -> None:
-        """Copy ``new_memory`` (N×C) into the buffer (the loop's final step, SPEC §5.6)."""
+        """Copy ``new_memory`` (N×C) into the buffer (the loop's final step, docs/method.md §5.6)."""
         if new_memory.shape != self.slots.shape:
             raise ValueError(f"memory of shape {tuple(new_memory.shape)} != {tuple(self.slots.shape)}")
         self.slots.copy_(new_memory.detach())
@@ -164,7 +164,7 @@ class PinMemory(nn.Module):
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
     def init_accumulate(self, feature: Tensor, labels: Tensor) -> None:
-        """Add the per-class sums of the L2-normalised F of one batch (SPEC §3 initialisation). Call in eval
+        """Add the per-class sums of the L2-normalised F of one batch (docs/method.md §3 initialisation). Call in eval
         mode over the source training data, then :meth:`init_finalize`."""
         sums, counts = class_sums(F.normalize(feature.float(), dim=1), labels, self.num_slots)
         if self._init_sums is None or self._init_counts is None:

@@ -1,4 +1,4 @@
-"""Pure tensor functions behind the memory module (SPEC §3), usable on their own by the training loop.
+"""Pure tensor functions behind the memory module (docs/method.md §3), usable on their own by the training loop.
 
 Shapes: features ``B×C×h×w``; labels ``B×H×W`` integer trainIds (values outside ``[0, N)``, e.g. 255, are
 ignored); memory ``N×C``.
@@ -36,7 +36,7 @@ def _linear_taps(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, T
 
 def label_weights(labels: Tensor, num_classes: int, size: tuple[int, int] | torch.Size) -> Tensor:
     """Per-pixel class weights ``w`` (B×N×h×w, float32): the one-hot label map with an extra ignore channel,
-    resized bilinearly (``align_corners=True``) to ``size``, ignore channel dropped (SPEC §3, write step 2).
+    resized bilinearly (``align_corners=True``) to ``size``, ignore channel dropped (docs/method.md §3, write step 2).
 
     Equal to ``F.interpolate(one_hot, size, mode="bilinear", align_corners=True)[:, :N]`` but computed from
     the four neighbouring labels of every output pixel, so the full-resolution one-hot is never materialised.
@@ -60,7 +60,7 @@ def label_weights(labels: Tensor, num_classes: int, size: tuple[int, int] | torc
 
 
 def class_sums(features: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
-    """Numerator and denominator of the per-class masked average over the whole batch (SPEC §3, write step 3).
+    """Numerator and denominator of the per-class masked average over the whole batch (docs/method.md §3, write step 3).
 
     Returns ``sums`` (N×C) = Σ_{b,p} w_{b,p,n} z_{b,:,p} and ``counts`` (N) = Σ_{b,p} w_{b,p,n}, both
     float32 (autocast off), with ``w`` from :func:`label_weights` at the features' size. Both can be
@@ -76,7 +76,7 @@ def class_sums(features: Tensor, labels: Tensor, num_classes: int) -> tuple[Tens
 
 
 def update_memory(memory: Tensor, sums: Tensor, counts: Tensor, momentum: float = 0.8) -> Tensor:
-    """Momentum write (SPEC §3, write steps 3–5): M̂_n = m·M_n + (1−m)·sums_n/counts_n for every class with
+    """Momentum write (docs/method.md §3, write steps 3–5): M̂_n = m·M_n + (1−m)·sums_n/counts_n for every class with
     ``counts_n > 0``, M̂_n = M_n otherwise, then row-wise L2 normalisation. ``m`` weights the *old* memory."""
     present = (counts > 0).unsqueeze(1)
     mean = sums / counts.clamp_min(1e-12).unsqueeze(1)
@@ -90,6 +90,6 @@ def gumbel_noise(like: Tensor) -> Tensor:
 
 
 def read_weights(cosine: Tensor, temperature: float = 1.0, gumbel: bool = False) -> Tensor:
-    """W = softmax over slots (dim 1) of (s + g)/τ, g ~ Gumbel(0,1) if ``gumbel`` else 0 (SPEC §3 read 3)."""
+    """W = softmax over slots (dim 1) of (s + g)/τ, g ~ Gumbel(0,1) if ``gumbel`` else 0 (docs/method.md §3 read 3)."""
     logits = cosine + gumbel_noise(cosine) if gumbel else cosine
     return torch.softmax(logits / temperature, dim=1)

@@ -3,7 +3,7 @@
 ``bn``
     Plain ResNet: BatchNorm2d everywhere (torchvision's layout).
 ``ibn``
-    RobustNet's "IBN-Net" baseline (SPEC §6): ``InstanceNorm2d(affine=True)`` replaces the stem BN (``bn1``)
+    RobustNet's "IBN-Net" baseline (docs/method.md §6): ``InstanceNorm2d(affine=True)`` replaces the stem BN (``bn1``)
     and is applied after the residual add, before the ReLU, of the *last* block of ``layer1`` and
     ``layer2``. This is **not** the channel-split IBN-a of Pan et al. (2018), which gives half of the
     channels of the first norm of every block to IN and half to BN; it is the variant RobustNet and the Pin
