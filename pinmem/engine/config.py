@@ -51,7 +51,7 @@ class DataConfig:
     #: samples per epoch (each sample = one image from every source), 2975 as released
     epoch_length: int = 2975
     num_workers: int = 4
-    #: the released code's strong ColorJitter(0.8, 0.8, 0.8, 0.3) on the first source, for mldg/pinmem (docs/method.md §6)
+    #: the released strong ColorJitter(0.8, 0.8, 0.8, 0.3) on the first source, mldg/pinmem (docs/method.md §6)
     strong_jitter_first_source: bool = False
 
 
