@@ -16,6 +16,7 @@ leave-one-domain-out on the sources (``--select-lr``: train on gtav, validate on
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -153,7 +154,9 @@ def train_overrides(budget: Budget, run: Run, data_root: Path, out_dir: Path) ->
     ]
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
+    """HEAD when this process started (its first call is at start-up), ``-dirty`` with uncommitted changes."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
@@ -392,6 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    git_commit()  # the code this process runs, recorded in every result it writes
     torch.set_num_threads(args.threads)
     budget = Budget(backbone=args.backbone, pretrained=not args.scratch, iterations=args.iterations,
                     crop=args.crop, lr=args.lr, num_train=args.num_train, num_val=args.num_val)
