@@ -73,6 +73,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                             progress=not args.quiet)
     if args.iterations is not None:
         settings.iterations = args.iterations
+    if args.backbone is not None:
+        settings.backbone = args.backbone
+    if args.backbone_weights is not None:
+        settings.backbone_weights = None if args.backbone_weights == "none" else args.backbone_weights
     if args.tiny:  # a smoke run of the whole path (seconds): the numbers mean nothing
         settings.iterations, settings.num_train, settings.num_val = args.iterations or 2, 8, 2
         settings.size, settings.crop, settings.batch_per_domain, settings.examples = (96, 48), 48, 2, 1
@@ -108,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--methods", nargs="+", default=["erm", "pinmem"],
                       choices=["erm", "ibn", "isw", "mldg", "pinmem"])
     demo.add_argument("--iterations", type=int, default=None, help="training iterations per method (default 250)")
+    demo.add_argument("--backbone", default=None, help="model.backbone (default resnet18)")
+    demo.add_argument("--backbone-weights", default=None,
+                      help="'imagenet' (EfficientNet-Lite0's packaged weights), a local file, or 'none' (default)")
     demo.add_argument("--workers", type=int, default=2, help="processes rendering the world")
     demo.add_argument("--tiny", action="store_true", help="a seconds-long smoke run of the whole path")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ class DemoSettings:
     out: Path = Path("runs/demo")
     methods: tuple[str, ...] = ("erm", "pinmem")
     backbone: str = "resnet18"
+    #: ``imagenet`` for the packaged EfficientNet-Lite0 weights, a local file for a ResNet, None from scratch
+    backbone_weights: str | None = None
     iterations: int = 250
     crop: int = 128
     batch_per_domain: int = 4
@@ -57,7 +60,8 @@ class DemoSettings:
 def demo_overrides(settings: DemoSettings, method: str) -> list[str]:
     """The training configuration of one demo run, as ``key=value`` overrides of the typed defaults."""
     return [
-        f"method={method}", f"model.backbone={settings.backbone}", f"data.root={settings.out / 'data'}",
+        f"method={method}", f"model.backbone={settings.backbone}",
+        f"model.backbone_weights={settings.backbone_weights or 'null'}", f"data.root={settings.out / 'data'}",
         f"data.sources=[{','.join(SOURCES)}]", "data.targets=[]", "data.num_workers=0",
         f"data.epoch_length={settings.num_train}", f"train.iterations={settings.iterations}",
         f"train.crop_size={settings.crop}", f"train.batch_per_domain={settings.batch_per_domain}",
@@ -193,17 +197,32 @@ def write_report(settings: DemoSettings, reports: dict[str, dict[str, Any]], che
 
 def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
     """The whole demo; returns mIoU (%) per method and domain, prints the table, writes the report."""
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def done(stage: str) -> None:
+        nonlocal clock
+        stages[stage] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        print(f"      {stage}: {stages[stage]:.0f} s", flush=True)
+
     print(f"[1/4] procedural street world -> {settings.out / 'data'}", flush=True)
     roots = make_world(settings)
+    done("world")
     checkpoints = {}
     for i, method in enumerate(settings.methods):
         print(f"[2/4] training {method} ({i + 1}/{len(settings.methods)})", flush=True)
         checkpoints[method] = train(settings, method)
+        done(f"train {method}")
     print("[3/4] evaluating on the sources' val splits and the unseen targets", flush=True)
     reports = {m: evaluate_run(p, roots, settings.progress) for m, p in checkpoints.items()}
+    done("evaluate")
     print("[4/4] report", flush=True)
     folder = write_report(settings, reports, checkpoints, roots)
+    done("report")
     header, rows, numbers = summary(reports)
     print("\nmIoU (%), whole image, native size\n" + text_table(header, rows))
-    print(f"\nreport: {folder / 'report.md'}")
+    print(f"\nwall time {sum(stages.values()):.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
+          + ")")
+    print(f"report: {folder / 'report.md'}")
     return numbers
