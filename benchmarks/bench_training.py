@@ -22,10 +22,10 @@ import time
 
 import torch
 
-from pinmem.engine.checkpoint import build_model_from_config
-from pinmem.engine.config import load_config
+from pinmem.engine.config import load_config, model_kwargs
 from pinmem.engine.distributed import DistContext
 from pinmem.methods import build_method
+from pinmem.models import build_model
 
 VARIANTS = {
     "erm": ["method=erm"],
@@ -37,7 +37,7 @@ VARIANTS = {
 
 def make(variant: str, args: argparse.Namespace):
     cfg = load_config(None, [*VARIANTS[variant], f"model.backbone={args.backbone}", f"train.amp={args.amp}"])
-    model = build_model_from_config(cfg).to(args.device).train()
+    model = build_model(**model_kwargs(cfg)).to(args.device).train()
     if model.memory is not None:
         model.memory.commit(torch.nn.functional.normalize(torch.randn(19, 256), dim=1))
     method = build_method(cfg, model, DistContext(device=torch.device(args.device)))

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from pinmem.data.labels import CLASSES
 from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from pinmem.engine.checkpoint import load_model
 from pinmem.errors import PinmemError
 
 FORMATS = ("onnx", "torchscript")
@@ -87,13 +88,14 @@ def _onnx_dynamo(wrapper: nn.Module, x: Tensor, path: Path, opset: int | None) -
     # as ``(H - 1) // 16 + 1 != (H - 1) // 4 + 1`` that the symbolic solver cannot prove for a range, so
     # torch.export refuses explicit Dims; with DYNAMIC they become (true) runtime assumptions.
     dynamic = torch.export.Dim.DYNAMIC
-    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registry_log.level
-    registry_log.setLevel(logging.ERROR)  # "torchvision is not installed. Skipping torchvision::nms" etc.
+    # the exporter's internal loggers are children of the public ``torch.onnx`` one, whose level they inherit
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # "torchvision is not installed. Skipping torchvision::nms" etc.
     try:
         _onnx_dynamo_export(wrapper, x, path, opset, dynamic)
     finally:
-        registry_log.setLevel(level)
+        onnx_log.setLevel(level)
 
 
 def _onnx_dynamo_export(wrapper: nn.Module, x: Tensor, path: Path, opset: int | None, dynamic: object) -> None:
@@ -183,8 +185,6 @@ def export_checkpoint(
     opset: int | None = None, exporter: str = "auto",
 ) -> Path:
     """Load a checkpoint (weights-only) and export it (the entry point of ``pinmem export``)."""
-    from pinmem.engine.checkpoint import load_model
-
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     model, config = load_model(checkpoint, map_location="cpu")

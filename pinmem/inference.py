@@ -24,6 +24,7 @@ from torch import nn
 from pinmem.data.io import read_image, to_rgb_uint8
 from pinmem.data.labels import NUM_CLASSES
 from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+from pinmem.engine.checkpoint import load_model
 from pinmem.errors import ConfigError, PinmemError
 from pinmem.evaluation.sliding import MODES, infer
 
@@ -177,8 +178,6 @@ def load(
     pad: bool = False,
 ) -> Segmenter:
     """A :class:`Segmenter` from a pinmem checkpoint file (weights, memory and architecture come from it)."""
-    from pinmem.engine.checkpoint import load_model
-
     dev = resolve_device(device)
     model, config = load_model(checkpoint, map_location=dev)
     return Segmenter(model, dev, mode, flip, crop, stride, max_side, amp, config, batch_size, pad)

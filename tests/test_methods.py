@@ -5,13 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pinmem.engine.checkpoint import build_model_from_config
-from pinmem.engine.config import load_config
+from pinmem.engine.config import load_config, model_kwargs
 from pinmem.engine.distributed import DistContext
 from pinmem.engine.trainer import disable_dropout
 from pinmem.methods import build_method
 from pinmem.methods.base import forward_with, gradients, inner_lr, inner_step, split_domains
 from pinmem.methods.pinmem import read_loss, update_loss
+from pinmem.models import build_model
 
 SEED = 304
 
@@ -21,7 +21,7 @@ def _setup(method: str, *overrides: str, dtype=torch.float64):
     cfg = load_config(None, [f"method={method}", "model.backbone=resnet18", "train.stochastic=false",
                              "meta.inner_lr_ratio=10", f"train.seed={SEED}", f"train.dtype={str(dtype)[6:]}",
                              *overrides])
-    model = build_model_from_config(cfg).to(dtype)
+    model = build_model(**model_kwargs(cfg)).to(dtype)
     disable_dropout(model)
     model.train()
     if model.memory is not None:

@@ -7,8 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pinmem.engine.checkpoint import build_model_from_config
-from pinmem.engine.config import load_config
+from pinmem.engine.config import load_config, model_kwargs
 from pinmem.engine.distributed import DistContext
 from pinmem.engine.trainer import disable_dropout
 from pinmem.methods import build_method
@@ -24,7 +23,7 @@ def _setup(method: str, *overrides: str, dtype=torch.float64):
     torch.manual_seed(0)
     cfg = load_config(None, [f"method={method}", "model.backbone=resnet18", "train.stochastic=false",
                              f"train.seed={SEED}", f"train.dtype={str(dtype)[6:]}", *overrides])
-    model = build_model_from_config(cfg).to(dtype)
+    model = build_model(**model_kwargs(cfg)).to(dtype)
     disable_dropout(model)
     model.train()
     if model.memory is not None:

@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
+from pinmem.commands.synth import parse_size, register
 from pinmem.data import build_dataset
 from pinmem.data.base import no_transform
 from pinmem.data.check import check_dataset
 from pinmem.errors import PinmemError
 from pinmem.synth import generate_world, render_scene
-from pinmem.synth.command import parse_size, register
 from pinmem.synth.style_io import load_style
 from pinmem.synth.world import MANIFEST, VAL_OFFSET
 
@@ -129,7 +129,7 @@ def test_the_synth_command(tmp_path, capsys) -> None:
 
 
 def test_the_demo_preset_resolves() -> None:
-    from pinmem.synth.command import resolve
+    from pinmem.commands.synth import resolve
 
     plan = resolve(_parser().parse_args(["synth", "--out", "x", "--preset", "demo"]))
     assert [s.name for s in plan.styles] == list(ALL)

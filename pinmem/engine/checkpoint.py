@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
-from pinmem.engine.config import Config, from_dict
+from pinmem.engine.config import Config, from_dict, model_kwargs
 from pinmem.errors import PinmemError
+from pinmem.models import build_model
 
 FORMAT = "pinmem-checkpoint"
 VERSION = 1
@@ -74,25 +75,6 @@ def checkpoint_config(data: dict[str, Any]) -> Config:
     return from_dict(data["config"])
 
 
-def build_model_from_config(config: Config, *, load_backbone: bool = True, memory_reduce=None):
-    """The model a configuration describes (backbone weights loaded only when ``load_backbone``)."""
-    from pinmem.models import build_model
-
-    return build_model(
-        arch=config.model.arch,
-        backbone=config.model.backbone,
-        output_stride=config.model.output_stride,
-        num_classes=config.model.num_classes,
-        memory=config.uses_memory,
-        norm=config.norm,
-        backbone_weights=config.model.backbone_weights if load_backbone else None,
-        memory_momentum=config.pinmem.memory_momentum,
-        memory_stochastic=config.train.stochastic and config.pinmem.gumbel,
-        gumbel_eval=config.model.gumbel_at_eval,
-        memory_reduce=memory_reduce,
-    )
-
-
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
     """Model (eval mode, weights and memory restored) and its configuration from a checkpoint file."""
     data = load_checkpoint(path, map_location)
@@ -100,7 +82,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         config = checkpoint_config(data)
     except Exception as err:
         raise CheckpointError(f"{path}: its configuration cannot be read: {err}") from err
-    model = build_model_from_config(config, load_backbone=False)
+    model = build_model(**model_kwargs(config, load_backbone=False))
     try:
         model.load_state_dict(data["model"], strict=True)
     except RuntimeError as err:

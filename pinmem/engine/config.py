@@ -151,6 +151,24 @@ class Config:
         return {"ibn": "ibn", "isw": "isw"}.get(self.method, "bn")
 
 
+def model_kwargs(config: Config, load_backbone: bool = True) -> dict[str, Any]:
+    """The arguments of :func:`pinmem.models.build_model` that ``config`` describes, so that the model of a run is
+    ``build_model(**model_kwargs(config))``. ``load_backbone=False`` leaves out the backbone's ImageNet weights
+    (a checkpoint brings its own)."""
+    return {
+        "arch": config.model.arch,
+        "backbone": config.model.backbone,
+        "output_stride": config.model.output_stride,
+        "num_classes": config.model.num_classes,
+        "memory": config.uses_memory,
+        "norm": config.norm,
+        "backbone_weights": config.model.backbone_weights if load_backbone else None,
+        "memory_momentum": config.pinmem.memory_momentum,
+        "memory_stochastic": config.train.stochastic and config.pinmem.gumbel,
+        "gumbel_eval": config.model.gumbel_at_eval,
+    }
+
+
 CHOICES: dict[str, tuple[Any, ...]] = {
     "method": METHODS,
     "model.arch": ("deeplabv3plus", "deeplabv2"),
@@ -166,12 +184,15 @@ NON_NEGATIVE = ("train.val_every", "train.ckpt_every", "train.lr", "train.weight
 
 
 def _all_keys(node: Any, prefix: str = "") -> list[str]:
-    keys = []
+    """Every dotted key of a config, nested sections included (for the "did you mean" hints)."""
     if isinstance(node, DictConfig):
-        for key in node.keys():
+        node = OmegaConf.to_container(node, resolve=False)
+    keys = []
+    if isinstance(node, dict):
+        for key, value in node.items():
             full = f"{prefix}{key}"
             keys.append(full)
-            keys += _all_keys(node._get_node(key), full + ".")
+            keys += _all_keys(value, full + ".")
     return keys
 
 

@@ -94,17 +94,6 @@ class DistContext:
             for tensor in list(module.parameters()) + list(module.buffers()):
                 dist.broadcast(tensor.data, src=0)
 
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
-    def broadcast_object(self, obj: Any) -> Any:
-        if not self.distributed:
-            return obj
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
 
 def init_distributed(device: str = "auto") -> DistContext:
     """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1); pick the device."""

@@ -25,13 +25,15 @@ from tqdm import tqdm
 from pinmem.data import build_dataset, build_training_dataset
 from pinmem.data.sampling import SamplerConfig, build_train_loader
 from pinmem.data.transforms import TrainTransform
-from pinmem.engine.checkpoint import build_model_from_config, load_checkpoint, save_checkpoint
-from pinmem.engine.config import Config, load_config, to_dict, to_yaml
+from pinmem.engine.checkpoint import load_checkpoint, save_checkpoint
+from pinmem.engine.config import Config, load_config, model_kwargs, to_dict, to_yaml
 from pinmem.engine.distributed import DistContext, convert_sync_batchnorm, init_distributed
 from pinmem.engine.logging import MetricLogger
 from pinmem.errors import ConfigError, PinmemError
+from pinmem.evaluation.evaluate import EvalResult, evaluate
+from pinmem.evaluation.metrics import ConfusionMatrix
 from pinmem.methods import build_method
-from pinmem.methods.isw import ISW
+from pinmem.models import build_model
 
 log = logging.getLogger("pinmem")
 
@@ -79,9 +81,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
 def disable_dropout(model: nn.Module) -> None:
+    """p = 0 in every dropout layer (``train.stochastic=false``)."""
     for module in model.modules():
-        if isinstance(module, nn.modules.dropout._DropoutNd):
+        if isinstance(module, DROPOUT_TYPES):
             module.p = 0.0
 
 
@@ -117,8 +123,7 @@ class Trainer:
             self.optimizer, lambda t: learning_rate(config, t) / config.train.lr)
         self.scaler = torch.amp.GradScaler(self.context.device.type, enabled=config.train.amp == "fp16")
         self.method = build_method(config, self.model, self.context)
-        if isinstance(self.method, ISW):
-            self.method.attach_data(list(self.sources.values()), self.sampler_config.iterations_per_epoch)
+        self.method.attach_data(list(self.sources.values()), self.sampler_config.iterations_per_epoch)
         if self.checkpoint:
             self._restore_training_state()
 
@@ -135,8 +140,8 @@ class Trainer:
     def _model(self) -> nn.Module:
         cfg, ctx = self.config, self.context
         load_backbone = self.checkpoint is None
-        model = build_model_from_config(cfg, load_backbone=load_backbone,
-                                        memory_reduce=ctx.all_reduce if ctx.distributed else None)
+        model = build_model(**model_kwargs(cfg, load_backbone=load_backbone),
+                            memory_reduce=ctx.all_reduce if ctx.distributed else None)
         if not cfg.train.stochastic:
             disable_dropout(model)
         if self.checkpoint:
@@ -286,9 +291,6 @@ class Trainer:
 
     def validate(self, iteration: int) -> dict[str, Any]:
         """mIoU on every target's val split (whole image, the protocol's sizes); ranks share the images."""
-        from pinmem.evaluation.evaluate import EvalResult, evaluate
-        from pinmem.evaluation.metrics import ConfusionMatrix
-
         cfg, ctx = self.config, self.context
         results: dict[str, Any] = {}
         rng = rng_state()  # validation must not perturb the training stream

@@ -2,7 +2,7 @@
 
 Entry points: :func:`evaluate` (one dataset split → :class:`EvalResult`), :class:`ConfusionMatrix` (streamed,
 mergeable), :func:`infer` (logits of a batch in ``whole``/``slide`` mode), :func:`target_batchnorm`.
-The ``pinmem eval/predict/export/report`` commands live in :mod:`pinmem.evaluation.commands`. See
+The ``pinmem eval/predict/export/report`` commands live in :mod:`pinmem.commands`. See
 ``docs/evaluation.md``.
 """
 

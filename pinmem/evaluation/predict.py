@@ -21,7 +21,6 @@ from pinmem.data.labels import colorize
 from pinmem.errors import CorruptFileError, PinmemError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-OUTPUT_KINDS = ("trainid", "color", "overlay", "memory")
 
 
 @dataclass

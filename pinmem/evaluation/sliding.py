@@ -134,8 +134,12 @@ def infer(
     return _slide(model, images, flip, int(crop), int(stride), int(batch_size), with_memory, pad)
 
 
+BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LazyBatchNorm1d,
+                   nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
+
+
 def _is_batchnorm(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+    return isinstance(module, BATCHNORM_TYPES)
 
 
 def _batch_statistics_hook(module: nn.Module, args: tuple[Tensor, ...]) -> None:

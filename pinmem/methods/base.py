@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.stateless import _reparametrize_module
 
 from pinmem.engine.config import Config
 from pinmem.engine.distributed import DistContext
@@ -40,6 +39,10 @@ class Method(ABC):
     @abstractmethod
     def step(self, batch: Batch, iteration: int, lr: float) -> dict[str, Tensor]:
         """Gradients of iteration ``iteration`` (0-based, learning rate ``lr``) into ``.grad``; loss terms."""
+
+    def attach_data(self, datasets: Sequence[Any], iterations_per_epoch: int) -> None:  # noqa: B027 (a hook)
+        """Called once by the trainer with the source training sets and the iterations per epoch, for a method
+        that reads data beyond its batches (ISW's covariance stage); most methods ignore it."""
 
     def before_step(self, iteration: int) -> None:  # noqa: B027 (a hook; most methods need none)
         """Called before :meth:`step` (ISW's covariance stage starts here)."""
@@ -141,12 +144,24 @@ def copied_buffers(module: nn.Module) -> Params:
     return {name: b.clone() for name, b in module.named_buffers()}
 
 
-@contextmanager
-def substituted(module: nn.Module, tensors: Params) -> Iterator[nn.Module]:
-    """``module`` with some parameters/buffers replaced for the duration, so that any of its methods (not
-    just ``forward``) can run with them. The same mechanism ``torch.func.functional_call`` uses."""
-    with _reparametrize_module(module, tensors):
-        yield module
+class _BoundMethod(nn.Module):
+    """``forward`` = ``module.<method>``, so that :func:`torch.func.functional_call` can run any method."""
+
+    def __init__(self, module: nn.Module, method: str) -> None:
+        super().__init__()
+        self.module, self.method = module, method
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.module, self.method)(*args, **kwargs)
+
+
+def call_with(module: nn.Module, tensors: Params, method: str, *args: Any, **kwargs: Any) -> Any:
+    """``module.<method>(*args, **kwargs)`` with some of its parameters/buffers replaced by ``tensors`` (keyed
+    by their names in ``module``) for the call: :func:`torch.func.functional_call` on a small module whose
+    ``forward`` is that method, so that methods other than ``forward`` can run with them too."""
+    bound = _BoundMethod(module, method)
+    renamed = {f"module.{name}": t for name, t in tensors.items()}
+    return torch.func.functional_call(bound, renamed, args, kwargs, tie_weights=False, strict=False)
 
 
 @contextmanager

@@ -42,13 +42,13 @@ from pinmem.methods.base import (
     Method,
     Params,
     accumulate,
+    call_with,
     copied_buffers,
     eval_mode,
     forward_with,
     gradients,
     inner_lr,
     inner_step,
-    substituted,
 )
 from pinmem.models.base import SegmentationModel, SegmentationOutput
 from pinmem.models.losses import Normalizer, cohesion_loss, divergence_loss, segmentation_loss
@@ -147,17 +147,15 @@ class PinTheMemory(Method):
         """F of ``x`` under copy(θ'): detached parameters, BN statistics not updated."""
         frozen = {name: p.detach() for name, p in theta_prime.items()}
         frozen |= copied_buffers(self.model)
-        with substituted(self.model, frozen):
-            return self.model.encode(x)
+        return call_with(self.model, frozen, "encode", x)
 
     def write_with(self, theta_prime: Params, feature: Tensor, labels: Tensor, M: Tensor) -> Tensor:
         """update(M, F; θ'_U): the memory write with the live update-network parameters of θ'."""
         memory = self.model.memory
-        live_u = {name.removeprefix("memory.update."): p for name, p in theta_prime.items()
+        live_u = {name.removeprefix("memory."): p for name, p in theta_prime.items()
                   if name.startswith("memory.update.")}
-        live_u |= copied_buffers(memory.update)
-        with substituted(memory.update, live_u):
-            return memory.write(feature, labels, memory=M)
+        live_u |= {f"update.{name}": b for name, b in copied_buffers(memory.update).items()}
+        return call_with(memory, live_u, "write", feature, labels, memory=M)
 
     def outer_gradient(self, theta: Params, grads_mtr: list[Tensor], loss_mte: Tensor, first_order: bool) -> None:
         """Line 14. First order: ∇L_mtr + ∇_θ' L_mte (θ' = θ − α·const). Second order (eq. 11): ∇_θ L_mte(θ'(θ))

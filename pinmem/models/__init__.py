@@ -11,7 +11,7 @@ from pinmem.models.efficientnet import EfficientNetLite, efficientnet_lite0
 from pinmem.models.factory import ARCHS, BACKBONES, build_model
 from pinmem.models.memory import MemoryOutput, MemoryRead, PinMemory, UpdateNetwork
 from pinmem.models.memory_ops import class_sums, label_weights, update_memory
-from pinmem.models.resnet import BackboneFeatures, ResNet, resnet
+from pinmem.models.resnet import BackboneFeatures, ResNet
 from pinmem.models.weights import WeightsError, load_backbone_weights
 
 __all__ = [
@@ -35,6 +35,5 @@ __all__ = [
     "efficientnet_lite0",
     "label_weights",
     "load_backbone_weights",
-    "resnet",
     "update_memory",
 ]

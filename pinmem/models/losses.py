@@ -1,10 +1,11 @@
 """Losses of Pin the Memory and its baselines (docs/method.md §4, §6) as small pure functions.
 
 Weights: functions return the *unweighted* term unless stated; the caller forms L_read = L_seg + λ1·L_coh
-(λ1 = :data:`LAMBDA_COH` = 0.02), L_update = λ2·L_div (λ2 = :data:`LAMBDA_DIV` = 0.2) and adds
-:data:`ISW_WEIGHT` (0.6) · L_isw. The auxiliary weight 0.4 lives inside :func:`segmentation_loss` and the
-factor 2 of the repulsion inside :func:`divergence_loss`, as in the paper's formulas. Every cross-entropy
-ignores label 255 (any value outside ``[0, N)``); a batch with no valid pixel gives 0 rather than NaN.
+(λ1 = ``pinmem.lambda_coh``, 0.02), L_update = λ2·L_div (λ2 = ``pinmem.lambda_div``, 0.2) and adds
+``isw.weight`` (0.6) · L_isw, all three from the configuration (:mod:`pinmem.engine.config`). The auxiliary
+weight 0.4 (:data:`AUX_WEIGHT`) lives inside :func:`segmentation_loss` and the factor 2 of the repulsion inside
+:func:`divergence_loss`, as in the paper's formulas. Every cross-entropy ignores label 255 (any value outside
+``[0, N)``); a batch with no valid pixel gives 0 rather than NaN.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ from pinmem.models.memory_ops import at_least_float32
 
 IGNORE_INDEX = 255
 AUX_WEIGHT = 0.4
-LAMBDA_COH = 0.02
-LAMBDA_DIV = 0.2
-ISW_WEIGHT = 0.6
 
 #: maps a batch's number of valid pixels to the denominator of its mean; the trainer passes one that returns
 #: the global count over ranks divided by the world size, so averaging the ranks' gradients gives exactly the
@@ -99,7 +97,7 @@ def divergence_loss(memory_hat: Tensor, classifier: torch.nn.Module, repulsion_w
 
     Mapping to the paper's formula Σ_n −log G(M̂_n)[n] + 2·Σ_{n≠n'} max(·, 0)/(N(N−1)): the classification term
     is a *mean* over the N slots here (as in the released code), the repulsion term is identical. The released
-    code's 0.2·CE + 0.4·repulsion is λ2·L_div with λ2 = 0.2 (:data:`LAMBDA_DIV`), applied by the caller:
+    code's 0.2·CE + 0.4·repulsion is λ2·L_div with λ2 = 0.2 (``pinmem.lambda_div``), applied by the caller:
     L_update = λ2·L_div. G is the memory's ``classifier``; only the meta-train gradient should reach it.
     """
     return memory_classification_loss(memory_hat, classifier) + repulsion_weight * memory_repulsion(
@@ -123,7 +121,7 @@ def whitening_loss(features: Sequence[Tensor], masks: Sequence[Tensor], eps: flo
 
     ``features``: the whitened maps of :attr:`SegmentationOutput.whitening_features`; ``masks``: one C×C 0/1
     (or bool) matrix per layer marking the style-sensitive strict-upper-triangle entries. Unweighted: the
-    caller multiplies by 0.6 (:data:`ISW_WEIGHT`). Returns 0 with no layers.
+    caller multiplies by ``isw.weight`` (0.6). Returns 0 with no layers.
     """
     if len(features) != len(masks):
         raise ValueError(f"{len(features)} whitened features but {len(masks)} masks")

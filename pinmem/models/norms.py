@@ -17,11 +17,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import nn
 
-NormKind = Literal["bn", "ibn", "isw"]
 NORM_KINDS: tuple[str, ...] = ("bn", "ibn", "isw")
 
 

@@ -238,7 +238,3 @@ class ResNet(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.forward_features(x).features
 
-
-def resnet(depth: int, output_stride: int = 16, norm: str = "bn") -> ResNet:
-    """Build a ResNet-``depth`` trunk (randomly initialised)."""
-    return ResNet(depth, output_stride, norm)

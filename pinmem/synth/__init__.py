@@ -3,7 +3,7 @@
 Scenes are drawn from (style, seed, index): :mod:`~pinmem.synth.layout` decides what is where (shared by every
 style), :mod:`~pinmem.synth.render` and :mod:`~pinmem.synth.effects` decide how it looks (the style's business),
 and :mod:`~pinmem.synth.world` writes whole domains in the datasets' native formats. The names below are
-imported lazily, so that ``pinmem.synth.command`` stays cheap to import.
+imported lazily, so that importing the package (e.g. for :mod:`pinmem.commands.synth`) stays cheap.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`pinmem synth`: write the procedural street world in the six datasets' native layouts.
+"""``pinmem synth``: write the procedural street world in the six datasets' native layouts.
 
 Wire it into a command line with :func:`register`::
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pinmem.synth.presets import PRESETS, Preset, get_preset
 from pinmem.synth.style import Style
@@ -28,7 +29,7 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     """Add the ``synth`` sub-command to an argparse sub-parsers object."""
     parser = subparsers.add_parser(
         "synth",

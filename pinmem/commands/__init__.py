@@ -1,0 +1,16 @@
+"""The ``pinmem`` sub-commands: one module per command family, each with ``register(subparsers)``.
+
+A command module only turns parsed arguments into calls of the library (``pinmem.data``, ``pinmem.engine``,
+``pinmem.evaluation``, ``pinmem.inference``, ``pinmem.export``, ``pinmem.synth``, ``pinmem.demo``) and returns
+the exit code; :mod:`pinmem.cli` builds the parser from :data:`COMMANDS` and dispatches. Heavy imports stay
+inside the ``cmd_*`` functions, so building the parser is cheap.
+"""
+
+from __future__ import annotations
+
+from pinmem.commands import data, demo, evaluate, export, predict, report, synth, train
+
+#: in the order ``pinmem --help`` lists them
+COMMANDS = (train, demo, evaluate, predict, export, report, synth, data)
+
+__all__ = ["COMMANDS"]

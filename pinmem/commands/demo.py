@@ -1,0 +1,49 @@
+"""``pinmem demo``: the whole pipeline on the built-in street world (:mod:`pinmem.demo`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from pinmem.demo import DemoSettings, run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    settings = DemoSettings(out=Path(args.out), methods=tuple(args.methods), workers=args.workers,
+                            progress=not args.quiet)
+    if args.iterations is not None:
+        settings.iterations = args.iterations
+    if args.backbone is not None:
+        settings.backbone = args.backbone
+    if args.backbone_weights is not None:
+        settings.backbone_weights = None if args.backbone_weights == "none" else args.backbone_weights
+    if args.tiny:  # a smoke run of the whole path (seconds): the numbers mean nothing
+        settings.iterations, settings.num_train, settings.num_val = args.iterations or 2, 8, 2
+        settings.size, settings.crop, settings.batch_per_domain, settings.examples = (96, 48), 48, 2, 1
+    run_demo(settings)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``demo`` to an ``argparse`` sub-parsers object."""
+    demo = subparsers.add_parser(
+        "demo", help="the whole pipeline on the built-in street world (CPU, minutes, no download)",
+        description="Generate the procedural street world, train erm and pinmem on the gtav+synthia styles, "
+                    "evaluate on the sources' val splits and the unseen cityscapes/bdd100k/mapillary styles, "
+                    "print the comparison and write a report folder.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    demo.add_argument("--methods", nargs="+", default=["erm", "pinmem"],
+                      choices=["erm", "ibn", "isw", "mldg", "pinmem"])
+    demo.add_argument("--iterations", type=int, default=None, help="training iterations per method (default 250)")
+    demo.add_argument("--backbone", default=None, help="model.backbone (default resnet18)")
+    demo.add_argument("--backbone-weights", default=None,
+                      help="'imagenet' (EfficientNet-Lite0's packaged weights), a local file, or 'none' (default)")
+    demo.add_argument("--workers", type=int, default=2, help="processes rendering the world")
+    demo.add_argument("--tiny", action="store_true", help="a seconds-long smoke run of the whole path")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=cmd_demo)

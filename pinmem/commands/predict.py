@@ -1,0 +1,43 @@
+"""``pinmem predict``: segment image files, folders or glob patterns (trainId PNGs, colour masks, overlays)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pinmem.commands.options import add_inference_options
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pinmem.evaluation.predict import predict_files
+    from pinmem.inference import load
+
+    max_side = args.max_side or None
+    segmenter = load(args.checkpoint, device=args.device, mode=args.mode, flip=args.flip, crop=args.crop,
+                     stride=args.stride, max_side=max_side, amp=args.amp, batch_size=args.batch_size, pad=args.pad)
+    summary = predict_files(segmenter, args.inputs, args.out, memory=args.memory_map, recursive=args.recursive,
+                            alpha=args.alpha, progress=not args.quiet)
+    print(f"wrote {len(summary.outputs)} files for {summary.written} images to {args.out}")
+    if summary.failed:
+        print(f"pinmem: {len(summary.failed)} input(s) could not be processed (listed above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``predict`` to an ``argparse`` sub-parsers object."""
+    p = subparsers.add_parser("predict", help="segment images: trainId PNGs, colour masks, overlays",
+                              description="Segment image files, folders or glob patterns of any size.")
+    p.add_argument("checkpoint", help="a pinmem checkpoint (.pt)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or quoted glob patterns")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--memory-map", action="store_true",
+                   help="also write <stem>_memory.png: the most similar memory slot per pixel, in its class colour")
+    p.add_argument("--recursive", action="store_true", help="also search sub-folders of folder inputs")
+    p.add_argument("--max-side", type=int, default=2048,
+                   help="shrink images whose longer side exceeds this before the forward pass; outputs keep the "
+                        "input size (default 2048, 0 = never)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colour mask (default 0.5)")
+    add_inference_options(p, "windows per forward in slide mode")
+    p.set_defaults(func=cmd_predict)

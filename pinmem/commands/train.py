@@ -1,0 +1,48 @@
+"""``pinmem train``: a YAML config and ``key=value`` overrides in, a trained checkpoint out."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from pinmem.engine.config import load_config
+    from pinmem.engine.trainer import Trainer, load_resume
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    overrides = list(args.overrides)
+    resume = args.resume
+    if resume and "=" in resume and not Path(resume).exists():  # `--resume key=value`: no path was given
+        overrides.insert(0, resume)
+        resume = ""
+    if resume is not None:
+        config, checkpoint = load_resume(args.config, overrides, resume or None)
+    else:
+        config, checkpoint = load_config(args.config, overrides), None
+    from pinmem.engine.distributed import shutdown
+
+    try:
+        results = Trainer(config, checkpoint).fit()
+    finally:
+        shutdown()
+    for name, result in results.items():
+        print(f"{name:<12s} val mIoU {100 * result.miou:6.2f}  ({result.num_images} images, whole image)")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train`` to an ``argparse`` sub-parsers object."""
+    train = subparsers.add_parser(
+        "train", help="train a model (erm, ibn, isw, mldg, pinmem)",
+        description="Train with the typed defaults, a YAML config and key=value overrides; "
+                    "`torchrun --nproc_per_node N -m pinmem train ...` for several processes.",
+    )
+    train.add_argument("--config", help="YAML config file (see configs/)")
+    train.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
+                       help="continue from a checkpoint (default: OUT/checkpoints/last.pt)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.iterations=1000 method=erm")
+    train.set_defaults(func=cmd_train)

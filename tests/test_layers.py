@@ -1,0 +1,148 @@
+"""The package's layers: no ``pinmem`` import, at module level or inside a function, runs back up the layers.
+
+Bottom-up, a module may import from its own layer and the layers below it, never from one above:
+
+0. ``pinmem.errors``
+1. ``pinmem.data``, ``pinmem.models`` (datasets and networks; neither knows about training)
+2. ``pinmem.evaluation``, ``pinmem.synth`` (metrics and inference on a model; the procedural world)
+3. ``pinmem.engine.config``, ``pinmem.engine.distributed`` (what a method is configured with and runs in)
+4. ``pinmem.methods`` (ERM, ISW, MLDG, Pin the Memory)
+5. ``pinmem.engine.checkpoint``, ``pinmem.engine.logging``, ``pinmem.engine.trainer`` (training and its files)
+6. ``pinmem.inference``, ``pinmem.export`` (a checkpoint in, predictions or an exported graph out)
+7. ``pinmem`` (the package's facade, ``pinmem.load``), ``pinmem.cli``, ``pinmem.commands``, ``pinmem.demo``
+
+Every module found under ``pinmem/`` must be placed here; there is no exception list.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pinmem"
+
+LAYERS: list[tuple[str, ...]] = [
+    ("pinmem.errors",),
+    ("pinmem.data", "pinmem.models"),
+    ("pinmem.evaluation", "pinmem.synth"),
+    ("pinmem.engine", "pinmem.engine.config", "pinmem.engine.distributed"),
+    ("pinmem.methods",),
+    ("pinmem.engine.checkpoint", "pinmem.engine.logging", "pinmem.engine.trainer"),
+    ("pinmem.inference", "pinmem.export"),
+    ("pinmem", "pinmem.__main__", "pinmem.cli", "pinmem.commands", "pinmem.demo"),
+]
+#: packages whose modules sit in different layers: the name places the package's ``__init__`` only
+SPLIT = {"pinmem", "pinmem.engine"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def layer_of(module: str) -> int | None:
+    """The layer of the longest entry of :data:`LAYERS` naming ``module`` or a package containing it."""
+    best, best_len = None, -1
+    for index, names in enumerate(LAYERS):
+        for name in names:
+            covers = module == name or (name not in SPLIT and module.startswith(name + "."))
+            if covers and len(name) > best_len:
+                best, best_len = index, len(name)
+    return best
+
+
+def _target(module: str, name: str | None) -> str:
+    """The module an import reaches: ``from pinmem.engine import config`` reaches ``pinmem.engine.config``."""
+    if name and f"{module}.{name}" in MODULES:
+        return f"{module}.{name}"
+    while module not in MODULES and "." in module:  # `import pinmem.x.y` where y is not a module
+        module = module.rsplit(".", 1)[0]
+    return module
+
+
+def _absolute(importer: str, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = importer.split(".") if MODULES[importer].name == "__init__.py" else importer.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imports(importer: str) -> list[tuple[str, int, str]]:
+    """Every ``pinmem`` import of a module: (target module, line, ``eager`` / ``lazy`` / ``typing``).
+
+    ``eager`` runs when the module is imported; ``lazy`` inside a function or class body; ``typing`` under
+    ``if TYPE_CHECKING``."""
+    found: list[tuple[str, int, str]] = []
+
+    def visit(node: ast.AST, kind: str) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            kind = "lazy" if kind == "eager" else kind
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.body:
+                visit(child, "typing")
+            for child in node.orelse:
+                visit(child, kind)
+            return
+        if isinstance(node, ast.Import):
+            found.extend((_target(a.name, None), node.lineno, kind) for a in node.names
+                         if a.name == "pinmem" or a.name.startswith("pinmem."))
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(importer, node)
+            if module == "pinmem" or module.startswith("pinmem."):
+                found.extend((_target(module, a.name), node.lineno, kind) for a in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child, kind)
+
+    visit(ast.parse(MODULES[importer].read_text(encoding="utf-8")), "eager")
+    return found
+
+
+def test_every_module_has_a_layer():
+    unplaced = [m for m in MODULES if layer_of(m) is None]
+    assert not unplaced, f"place these modules in LAYERS of tests/test_layers.py: {unplaced}"
+
+
+def test_the_walk_sees_module_level_lazy_and_typing_imports():
+    assert ("pinmem.errors", 7, "eager") in [(t, n, k) for t, n, k in imports("pinmem") if k == "eager"]
+    assert any(t == "pinmem.engine.trainer" and k == "lazy" for t, _, k in imports("pinmem.commands.train"))
+    assert any(t == "pinmem.inference" and k == "typing" for t, _, k in imports("pinmem"))
+    assert ("pinmem.engine.config", "eager") in [(t, k) for t, _, k in imports("pinmem.methods.base")]
+
+
+def test_no_import_goes_up_a_layer():
+    upward = []
+    for importer in MODULES:
+        here = layer_of(importer)
+        for target, line, kind in imports(importer):
+            assert target in MODULES, f"{MODULES[importer]}:{line} imports {target}, which does not exist"
+            there = layer_of(target)
+            if here is not None and there is not None and there > here:
+                upward.append(f"{importer} (layer {here}) line {line}: {kind} import of {target} (layer {there})")
+    assert not upward, "imports that run up the layers:\n" + "\n".join(upward)
+
+
+def test_a_package_init_pulls_in_nothing_above_its_lowest_module():
+    """Importing any module first runs its packages' ``__init__``: what those import when loaded must sit no
+    higher than the package's lowest module, or importing a low module would execute a higher layer."""
+    offending = []
+    for package, path in MODULES.items():
+        if path.name != "__init__.py":
+            continue
+        members = [m for m in MODULES if m == package or m.startswith(package + ".")]
+        lowest = min(layer_of(m) for m in members)
+        for target, line, kind in imports(package):
+            if kind == "eager" and layer_of(target) > lowest:
+                offending.append(f"{path}:{line} imports {target} (layer {layer_of(target)} > {lowest})")
+    assert not offending, "\n".join(offending)
