@@ -54,7 +54,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pinmem.models.norms import NORM_KINDS, InstanceWhitening, post_add_norm, stem_norm
+from pinmem.models.norms import (
+    NORM_KINDS,
+    InstanceWhitening,
+    added_instance_norms,
+    init_trunk,
+    post_add_norm,
+    stem_norm,
+)
 from pinmem.models.resnet import BackboneFeatures
 
 #: (kernel, stride, expansion, output channels, repeats) of the seven B0 stages
@@ -232,16 +239,11 @@ class EfficientNetLite(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_trunk(self)
 
     def added_norm_prefixes(self) -> list[str]:
         """Module names of the instance norms added after blocks (absent from the ImageNet state dict)."""
-        return [name for name, m in self.named_modules() if name.endswith(".instance_norm")]
+        return added_instance_norms(self)
 
     def convert_input(self, x: Tensor) -> Tensor:
         """ImageNet mean/std normalised input → the ``(x − 127) / 128`` input the weights expect."""

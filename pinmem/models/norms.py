@@ -52,3 +52,18 @@ def post_add_norm(kind: str, channels: int) -> nn.Module | None:
     if kind == "isw":
         return InstanceWhitening(channels)
     raise ValueError(f"unknown norm {kind!r}; expected one of {NORM_KINDS}")
+
+
+def init_trunk(module: nn.Module) -> None:
+    """From-scratch initialisation of a backbone trunk: Kaiming-normal fan_out convolutions, norm weight 1, bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def added_instance_norms(module: nn.Module) -> list[str]:
+    """Module names of the instance norms a trunk adds after blocks (absent from an ImageNet checkpoint)."""
+    return [name for name, m in module.named_modules() if name.endswith(".instance_norm")]

@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from pinmem.models.norms import NORM_KINDS, InstanceWhitening, post_add_norm, stem_norm
+from pinmem.models.norms import (
+    NORM_KINDS,
+    InstanceWhitening,
+    added_instance_norms,
+    init_trunk,
+    post_add_norm,
+    stem_norm,
+)
 
 # depth -> (block type, blocks per stage)
 RESNET_DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -208,16 +215,11 @@ class ResNet(nn.Module):
         return nn.Sequential(*mods)
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_trunk(self)
 
     def added_norm_prefixes(self) -> list[str]:
         """Module names of the post-add instance norms (absent from a torchvision checkpoint)."""
-        return [name for name, m in self.named_modules() if name.endswith(".instance_norm")]
+        return added_instance_norms(self)
 
     def forward_features(self, x: Tensor) -> BackboneFeatures:
         """All stage outputs plus the instance-whitened maps the ISW loss needs."""
