@@ -20,7 +20,7 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check pinmem tests benchmarks
-	$(PY) -m pytest
+	PINMEM_STRICT_TESTS=1 $(PY) -m pytest
 
 DEMO_STAMP := $(VENV)/.pinmem-demo-installed
 $(DEMO_STAMP): pyproject.toml

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -18,6 +20,18 @@ torch.set_num_threads(1)
 
 
 from pinmem.data.base import no_transform as identity_transform  # noqa: E402,F401
+
+
+def optional_module(name: str, install: str) -> ModuleType:
+    """Import a test dependency: skipped when missing in a bare ``pytest`` run, but a failure under ``make test``
+    and CI (``PINMEM_STRICT_TESTS=1``), where every test dependency is installed and a silent skip would hide a
+    broken install."""
+    if os.environ.get("PINMEM_STRICT_TESTS") == "1":
+        try:
+            return importlib.import_module(name)
+        except ImportError as err:
+            pytest.fail(f"{name} is required under PINMEM_STRICT_TESTS=1 ({install}): {err}")
+    return pytest.importorskip(name, reason=install)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import optional_module
 from test_eval_support import make_checkpoint, run_cli
 
 from pinmem.engine.checkpoint import load_model
@@ -26,7 +27,7 @@ SHAPES = [(1, 3, 64, 96), (2, 3, 75, 53)]  # another batch size and odd sizes th
 
 
 def _onnx_parity(path, checkpoint):
-    ort = pytest.importorskip("onnxruntime")
+    ort = optional_module("onnxruntime", "pip install pinmem[export]")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
     rng = np.random.default_rng(0)
@@ -39,8 +40,8 @@ def _onnx_parity(path, checkpoint):
 
 def test_onnx_cli_default_exporter_with_verify(tmp_path, checkpoint):
     """The default (torch.export-based) exporter through the CLI, checked with onnxruntime."""
-    pytest.importorskip("onnxruntime")
-    onnx = pytest.importorskip("onnx")
+    optional_module("onnxruntime", "pip install pinmem[export]")
+    onnx = optional_module("onnx", "pip install pinmem[export]")
     path = tmp_path / "model.onnx"
     code, out, err = run_cli(["export", str(checkpoint), "--format", "onnx", "--out", str(path), "--height", "64",
                               "--width", "80", "--verify"])
@@ -58,7 +59,7 @@ def test_onnx_cli_default_exporter_with_verify(tmp_path, checkpoint):
 
 
 def test_onnx_legacy_exporter(tmp_path, checkpoint):
-    pytest.importorskip("onnxruntime")
+    optional_module("onnxruntime", "pip install pinmem[export]")
     model, _ = load_model(checkpoint)
     path = export_onnx(model, tmp_path / "legacy.onnx", height=64, width=80, exporter="legacy")
     _onnx_parity(path, checkpoint)

@@ -9,12 +9,12 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import identity_transform
+from conftest import identity_transform, optional_module
 from PIL import Image
 
 from pinmem.data import build_dataset
 
-cs_labels = pytest.importorskip("cityscapesscripts.helpers.labels")
+cs_labels = optional_module("cityscapesscripts.helpers.labels", "pip install --no-deps cityscapesscripts")
 
 # one row of native ids and the trainIds they must decode to
 CS_IDS = [0, 1, 4, 5, 6, 7, 8, 9, 11, 12, 13, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 31, 32, 33]

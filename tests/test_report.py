@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import optional_module
 from test_eval_support import make_checkpoint, run_cli
 
 from pinmem.engine.config import load_config
@@ -31,7 +32,7 @@ def _write(tmp_path, name, method, seed):
 
 
 def test_report_bars_and_combined_table(tmp_path):
-    pytest.importorskip("matplotlib")
+    optional_module("matplotlib", "pip install pinmem[plots]")
     a, b = _write(tmp_path, "base", "erm", 0), _write(tmp_path, "ours", "pinmem", 5)
     code, out, err = run_cli(["report", str(a), str(b), "--out", str(tmp_path / "rep")])
     assert code == 0, err
@@ -59,8 +60,8 @@ def test_report_rejects_foreign_files(tmp_path):
 
 
 def test_tsne_of_memory_and_pixels(tmp_path):
-    pytest.importorskip("sklearn")
-    pytest.importorskip("matplotlib")
+    optional_module("sklearn", "pip install pinmem[tsne]")
+    optional_module("matplotlib", "pip install pinmem[plots]")
     from pinmem.data.examples import write_examples
 
     roots = write_examples(tmp_path / "data", num_train=1, num_val=2, size=(96, 64), seed=1)
