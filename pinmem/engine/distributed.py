@@ -5,8 +5,10 @@ on CPU nor supports it. pinmem therefore averages gradients itself (:meth:`DistC
 and synchronises batch norm with :class:`SyncBatchNorm2d`, whose statistics are formed with differentiable
 all-reduces. Everything a rank computes from the whole global batch — BN statistics, the memory write's
 per-class sums, the valid-pixel counts that normalise the cross-entropies, the inner gradient of the
-meta-learning step — goes through :meth:`DistContext.all_reduce`, so N ranks with per-domain batch b follow
-the same trajectory as one rank with batch N·b.
+meta-learning step — goes through :meth:`DistContext.all_reduce`, so an iteration on N ranks with per-domain batch b
+is the iteration of one rank with batch N·b, to rounding (README, "Distributed": how that is tested, and why
+free-running trajectories drift apart anyway where BN is degenerate). Each rank draws its own noise
+(:meth:`DistContext.seed_noise`).
 
 Launch with ``torchrun --nproc_per_node N -m pinmem train ...``; a plain ``pinmem train`` is one rank.
 """
@@ -17,6 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -59,11 +62,22 @@ class DistContext:
         return tensor
 
     def mean_count(self, count: Tensor) -> Tensor:
-        """The global count divided by the world size: a rank normalising its loss sum by this makes the
-        average of the ranks' gradients equal the gradient of the global mean."""
+        """The global count (at least 1, as one rank's mean clamps its count) divided by the world size: a rank
+        normalising its loss sum by this makes the average of the ranks' gradients equal the gradient of the
+        global mean. In float64: a float32 count is inexact above 2²⁴ pixels and divided by a world size that is not
+        a power of 2."""
         if not self.distributed:
             return count
-        return self.sum_(count.detach().float().clone()) / self.world_size
+        return self.sum_(count.detach().double().clone()).clamp_min(1) / self.world_size
+
+    def seed_noise(self, seed: int, iteration: int) -> None:
+        """With several ranks, seed this rank's global torch RNG (Gumbel noise, dropout, drop-path) from
+        ``(seed, rank, iteration)``, so that the ranks draw different noise for their different images, and a
+        resumed run draws what the uninterrupted one did (the checkpoint holds rank 0's RNG state only). The
+        weights do not depend on it: they are initialised before and broadcast from rank 0. One rank: nothing
+        changes (its noise continues the stream seeded by ``train.seed``)."""
+        if self.distributed:
+            torch.manual_seed(noise_seed(seed, self.rank, iteration))
 
     @torch.no_grad()
     def average_gradients(self, parameters: list[nn.Parameter]) -> None:
@@ -95,6 +109,16 @@ class DistContext:
                 dist.broadcast(tensor.data, src=0)
 
 
+#: keeps the noise seeds apart from the data pipeline's seeds derived from the same ``train.seed``
+_NOISE_TAG = 0x6E6F697365  # "noise"
+
+
+def noise_seed(seed: int, rank: int, iteration: int) -> int:
+    """The 64-bit seed of rank ``rank``'s noise at ``iteration`` (:meth:`DistContext.seed_noise`)."""
+    sequence = np.random.SeedSequence(seed, spawn_key=(_NOISE_TAG, rank, iteration))
+    return int(sequence.generate_state(1, dtype=np.uint64)[0])
+
+
 def init_distributed(device: str = "auto") -> DistContext:
     """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1); pick the device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -124,7 +148,8 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         self.context = context
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (self.training and self.context.distributed):
+        batch_statistics = self.training or not self.track_running_stats  # as nn.BatchNorm2d decides
+        if not (batch_statistics and self.context.distributed):
             return super().forward(x)
         # two passes (global mean, then the global sum of squared deviations): E[x²] − E[x]² in one pass loses
         # most of float32's precision on post-ReLU activations, whose mean is large against their spread
@@ -133,13 +158,15 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         mean = self.context.all_reduce(x.sum(dim=dims)) / count
         centred = x - mean[None, :, None, None]
         var = self.context.all_reduce((centred * centred).sum(dim=dims)) / count
-        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+        if self.training and self.track_running_stats and self.running_mean is not None \
+                and self.running_var is not None and self.num_batches_tracked is not None:
             with torch.no_grad():
-                m = self.momentum if self.momentum is not None else 0.1
+                self.num_batches_tracked.add_(1)
+                # momentum None: the cumulative average, as in nn.BatchNorm2d
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 unbiased = var * count / max(count - 1.0, 1.0)
                 self.running_mean.mul_(1 - m).add_(m * mean.detach())
                 self.running_var.mul_(1 - m).add_(m * unbiased.detach())
-                self.num_batches_tracked.add_(1)
         y = centred * torch.rsqrt(var[None, :, None, None] + self.eps)
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]

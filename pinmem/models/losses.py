@@ -22,8 +22,8 @@ IGNORE_INDEX = 255
 AUX_WEIGHT = 0.4
 
 #: maps a batch's number of valid pixels to the denominator of its mean; the trainer passes one that returns
-#: the global count over ranks divided by the world size, so averaging the ranks' gradients gives exactly the
-#: gradient of the global-batch mean. None: the local count.
+#: the global count over ranks (at least 1) divided by the world size, so averaging the ranks' gradients gives
+#: exactly the gradient of the global-batch mean. None: the local count (at least 1).
 Normalizer = Callable[[Tensor], Tensor]
 
 
@@ -36,9 +36,8 @@ def cross_entropy(
     target = torch.where(valid, labels, torch.full_like(labels, ignore_index))
     total = F.cross_entropy(at_least_float32(logits), target, ignore_index=ignore_index, reduction="sum")
     count = valid.sum()
-    if normalizer is not None:
-        count = normalizer(count)
-    return total / count.clamp_min(1)
+    count = count.clamp_min(1) if normalizer is None else normalizer(count)  # the normaliser clamps the global count
+    return total / count.to(total.dtype)
 
 
 def resize_labels(labels: Tensor, size: Sequence[int]) -> Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from pinmem.errors import PinmemError
 from pinmem.models.layers import conv_bn_relu, init_new_layers
-from pinmem.models.memory_ops import class_sums, read_weights, update_memory
+from pinmem.models.memory_ops import at_least_float32, class_sums, read_weights, update_memory
 
 Reduce = Callable[[Tensor], Tensor]
 #: the released code's initialisation of the memory module's BN biases and of G's weight (std)
@@ -165,8 +165,9 @@ class PinMemory(nn.Module):
     @torch.no_grad()
     def init_accumulate(self, feature: Tensor, labels: Tensor) -> None:
         """Add the per-class sums of the L2-normalised F of one batch (docs/method.md §3 initialisation). Call in eval
-        mode over the source training data, then :meth:`init_finalize`."""
-        sums, counts = class_sums(F.normalize(feature.float(), dim=1), labels, self.num_slots)
+        mode over the source training data, then :meth:`init_finalize`. Half-precision F is summed in float32,
+        float64 F in float64 (so that sums split over ranks add up to one rank's to rounding)."""
+        sums, counts = class_sums(F.normalize(at_least_float32(feature), dim=1), labels, self.num_slots)
         if self._init_sums is None or self._init_counts is None:
             self._init_sums = torch.zeros_like(sums, dtype=torch.float64)
             self._init_counts = torch.zeros_like(counts, dtype=torch.float64)
