@@ -8,6 +8,7 @@ from typing import Any
 
 def cmd_train(args: argparse.Namespace) -> int:
     import logging
+    import sys
     from pathlib import Path
 
     from pinmem.engine.config import load_config
@@ -20,13 +21,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.insert(0, resume)
         resume = ""
     if resume is not None:
+        from pinmem.engine.checkpoint import check_resume
+
         config, checkpoint = load_resume(args.config, overrides, resume or None)
+        # before the trainer writes anything: weights that do not fit the configured model are a clear message
+        check_resume(config, checkpoint, resume or Path(config.train.out_dir) / "checkpoints" / "last.pt")
     else:
         config, checkpoint = load_config(args.config, overrides), None
     from pinmem.engine.distributed import shutdown
+    from pinmem.engine.faults import TrainingInterrupted
 
     try:
         results = Trainer(config, checkpoint).fit()
+    except TrainingInterrupted as stopped:  # SIGTERM/SIGUSR1/Ctrl-C: last.pt written, a status of its own
+        print(f"pinmem: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     finally:
         shutdown()
     for name, result in results.items():
@@ -39,7 +48,9 @@ def register(subparsers: Any) -> None:
     train = subparsers.add_parser(
         "train", help="train a model (erm, ibn, isw, mldg, pinmem)",
         description="Train with the typed defaults, a YAML config and key=value overrides; "
-                    "`torchrun --nproc_per_node N -m pinmem train ...` for several processes.",
+                    "`torchrun --nproc_per_node N -m pinmem train ...` for several processes. SIGTERM, SIGUSR1 or "
+                    "Ctrl-C stop after the current iteration with last.pt written and exit status 75 (continue "
+                    "with --resume); a second Ctrl-C stops at once.",
     )
     train.add_argument("--config", help="YAML config file (see configs/)")
     train.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",

@@ -19,6 +19,7 @@ from PIL import Image
 
 from pinmem.data.io import read_image, read_label_indices
 from pinmem.data.labels import lookup_table
+from pinmem.data.roots import root_hint
 from pinmem.errors import CorruptFileError, DatasetLayoutError
 
 #: ``transform(image_rgb_uint8_HxWx3, label_uint8_HxW, seed) -> (image_float_3xHxW, label_int64_HxW)``
@@ -68,6 +69,9 @@ class SegmentationDataset(torch.utils.data.Dataset, ABC):
     id_to_train: ClassVar[dict[int, int]] = {}
     #: every native value a valid label file may hold (mapped or deliberately ignored); `data check` reports others.
     known_ids: ClassVar[frozenset[int]] = frozenset()
+    #: what marks the dataset's root: alternatives, each a tuple of relative paths that all exist (for the "did you
+    #: mean" of a root one level too high or too low, :mod:`pinmem.data.roots`)
+    root_markers: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None) -> None:
         self.root = Path(root).expanduser()
@@ -80,25 +84,17 @@ class SegmentationDataset(torch.utils.data.Dataset, ABC):
         if split not in valid:
             raise DatasetLayoutError(f"{self.name}: unknown split {split!r}; choose one of {', '.join(valid)}")
         self.split = split
-        if split == "all":  # every native split that is present; a missing one (often `test`) is skipped
-            found: list[tuple[Path, Path]] = []
-            errors: list[DatasetLayoutError] = []
-            for folders in self.split_folders.values():
-                try:
-                    found += self.list_files(folders)
-                except DatasetLayoutError as err:
-                    errors.append(err)
-            if not found and errors:
-                raise errors[0]
-        else:
-            found = self.list_files(self.split_folders[split])
-        self.files: list[tuple[Path, Path]] = sorted(set(found))
-        if not self.files:
-            raise DatasetLayoutError(
-                f"{self.name}: no image/label pairs found for split {split!r} under {self.root}; expected layout:\n"
-                f"{self.layout}"
-            )
+        try:
+            self.files: list[tuple[Path, Path]] = self._find_files(split)
+        except DatasetLayoutError as err:  # a root one level too high or too low gets a "did you mean"
+            hint = root_hint(self.name, self.root, self.root_markers)
+            if hint is None:
+                raise
+            raise DatasetLayoutError(f"{self.name}: {hint}\n{err}") from err
         self.transform = self.evaluation_transform() if transform is None else transform
+        #: refuse label files holding values outside :attr:`known_ids` (:class:`CorruptFileError`) instead of
+        #: reading them as ignore; training sets turn it on (:func:`pinmem.data.build_training_dataset`)
+        self.check_label_values = False
 
     def evaluation_transform(self) -> Transform:
         """The protocol's evaluation transform (docs/method.md §7 sizes). A generated world carries its own protocol in
@@ -112,6 +108,28 @@ class SegmentationDataset(torch.utils.data.Dataset, ABC):
         if protocol is not None:
             height, center_crop = protocol.get("height"), protocol.get("center_crop")
         return EvalTransform(height=height, center_crop=center_crop)
+
+    def _find_files(self, split: str) -> list[tuple[Path, Path]]:
+        """The sorted pairs of ``split``; ``all`` joins every native split present (a missing one, often
+        ``test``, is skipped)."""
+        if split == "all":
+            found: list[tuple[Path, Path]] = []
+            errors: list[DatasetLayoutError] = []
+            for folders in self.split_folders.values():
+                try:
+                    found += self.list_files(folders)
+                except DatasetLayoutError as err:
+                    errors.append(err)
+            if not found and errors:
+                raise errors[0]
+        else:
+            found = self.list_files(self.split_folders[split])
+        if not found:
+            raise DatasetLayoutError(
+                f"{self.name}: no image/label pairs found for split {split!r} under {self.root}; expected layout:\n"
+                f"{self.layout}"
+            )
+        return sorted(set(found))
 
     # -- what a loader implements -------------------------------------------------------------------------
     @abstractmethod
@@ -135,8 +153,31 @@ class SegmentationDataset(torch.utils.data.Dataset, ABC):
         native = self.read_native_label(path)
         if native.ndim != 2:
             raise CorruptFileError(f"{self.name}: label {path} has shape {native.shape}, expected one channel")
+        if self.check_label_values and self.known_ids:
+            self.require_known_values(native, path)
         native = np.clip(native, 0, 65535)  # out-of-range values become ignore through the table
         return self.lookup()[native]
+
+    @classmethod
+    def known_table(cls) -> np.ndarray:
+        """65536-entry table: True for the native ids in :attr:`known_ids`."""
+        if "_known" not in cls.__dict__:
+            table = np.zeros(65536, dtype=bool)
+            table[[i for i in cls.known_ids if 0 <= i < 65536]] = True
+            cls._known = table
+        return cls._known
+
+    def require_known_values(self, native: np.ndarray, path: Path) -> None:
+        """A :class:`CorruptFileError` naming ``path`` and the values if ``native`` holds ids the dataset does not
+        define (one table look-up per pixel; ``pinmem data check`` lists the same files)."""
+        in_range = native.size == 0 or (int(native.min()) >= 0 and int(native.max()) < 65536)
+        bad = ~self.known_table()[native] if in_range else None
+        if in_range and not bad.any():
+            return
+        values = np.unique(native[bad] if bad is not None else native[(native < 0) | (native >= 65536)])
+        shown = ", ".join(str(int(v)) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+        raise CorruptFileError(f"{self.name}: label {path} holds values the {self.name} label table does not "
+                               f"define ({shown})")
 
     def require_dir(self, *parts: str) -> Path:
         """``root/parts`` if it is a folder, else a :class:`DatasetLayoutError` naming it and the layout."""
@@ -182,15 +223,16 @@ class SegmentationDataset(torch.utils.data.Dataset, ABC):
         return self.get(index)
 
     def find_size_mismatches(self) -> list[int]:
-        """Indices whose image and label sizes differ, read from the file headers only (fast)."""
+        """Indices whose image and label sizes differ, read from the file headers only (fast). A file whose header
+        cannot be read is not listed: training meets it and follows ``data.on_bad_sample`` (stop or skip)."""
         bad = []
         for i, (img, lbl) in enumerate(self.files):
             try:
                 with Image.open(img) as a, Image.open(lbl) as b:
                     if a.size != b.size:
                         bad.append(i)
-            except Exception:  # unreadable files are reported by `data check`; training skips them too
-                bad.append(i)
+            except Exception:  # reported by `data check`, and by training when it reads the pair
+                continue
         return bad
 
     def drop(self, indices: Sequence[int]) -> None:

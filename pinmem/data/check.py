@@ -50,7 +50,9 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt and not self.size_mismatch
+        """No file that training would stop on (``data.on_bad_sample=stop``): corrupt files, size mismatches
+        (training drops those beforehand) and label values outside the dataset's table all fail the check."""
+        return not self.corrupt and not self.size_mismatch and not self.unknown_values
 
 
 def check_pair(dataset: SegmentationDataset, index: int) -> PairResult:
@@ -138,7 +140,8 @@ def format_report(report: CheckReport, max_listed: int = 20) -> str:
                 lines.append(f"    ... and {len(items) - max_listed} more")
     if report.unknown_values:
         lines.append(f"  {len(report.unknown_values)} label files hold ids the dataset does not define "
-                     "(they are read as ignore, 255):")
+                     "(training stops on them, or skips them with data.on_bad_sample=skip; evaluation reads "
+                     "them as ignore, 255):")
         for path, ids in list(report.unknown_values.items())[:max_listed]:
             lines.append(f"    {path}: {ids[:10]}")
     total = int(report.class_pixels.sum()) + report.ignore_pixels

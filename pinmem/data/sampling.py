@@ -15,10 +15,16 @@ sizes; an iteration takes ``batch_per_domain`` samples on every rank. Everything
 So N ranks with ``b`` each see exactly the images (and augmentations) that one rank sees with ``N·b``, the
 number of DataLoader workers changes nothing, and resuming at global iteration ``k`` reproduces the batches an
 uninterrupted run gives from ``k`` on.
+
+A sample whose files cannot be read (:class:`~pinmem.errors.CorruptFileError`) follows ``on_bad_sample``:
+``stop`` makes the loader yield a :class:`BadBatch` naming the file instead of the batch; ``skip`` loads
+:func:`replacement_index` in its place (a pure function of the sample's seed, so resuming stays exact) and lists
+the skipped file under the domain's ``"skipped"`` key of the batch.
 """
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -26,11 +32,16 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from pinmem.errors import ConfigError
+from pinmem.errors import ConfigError, CorruptFileError
 
 _ORDER_TAG = 0x6F72646572  # "order": keeps permutation seeds apart from augmentation seeds
 _AUGMENT_TAG = 0x61756700  # "aug"
+_REPLACE_TAG = 0x736B6970  # "skip"
 _CACHED_PERMUTATIONS = 4
+#: what a sample that cannot be read does: stop the run, or be replaced by another image of its domain
+BAD_SAMPLE_POLICIES = ("stop", "skip")
+#: replacement draws for one bad sample before a ``skip`` run stops anyway (most of the domain must be bad)
+MAX_REPLACEMENTS = 16
 
 
 @dataclass(frozen=True)
@@ -200,33 +211,87 @@ def _plain(value: Any) -> Any:
 
 
 # -- dataset side -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BadBatch:
+    """What the loader yields in place of a batch when a sample cannot be read and the policy is ``stop`` (or
+    every replacement draw of a ``skip`` was bad too): the errors, each naming its file and what is wrong."""
+
+    errors: tuple[str, ...]
+
+
+def replacement_index(augment_seed: int, attempt: int, size: int) -> int:
+    """The image read in place of a bad one (``on_bad_sample="skip"``): a pure function of the sample's
+    augmentation seed (itself a hash of seed, epoch, sample and domain) and the attempt, never of RNG state."""
+    sequence = np.random.SeedSequence(augment_seed, spawn_key=(_REPLACE_TAG, attempt))
+    return int(sequence.generate_state(1, np.uint64)[0] % np.uint64(size))
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a worker ignores SIGINT, SIGTERM and SIGUSR1. The trainer's main process
+    handles them (finishes the iteration, saves, shuts the workers down), so a signal sent to the whole process
+    group (SLURM, Ctrl-C) neither kills a worker mid-batch nor makes it print a traceback."""
+    for name in ("SIGINT", "SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
 class MultiDomainDataset(torch.utils.data.Dataset):
     """Wraps the ordered source datasets (``{domain: SegmentationDataset}``, first = first-listed source);
-    ``dataset[ref]`` loads and augments, with the ref's seeds, one image of every domain."""
+    ``dataset[ref]`` loads and augments, with the ref's seeds, one image of every domain (a :class:`BadBatch`
+    when one cannot be read, see the module docstring)."""
 
-    def __init__(self, datasets: Mapping[str, Any]) -> None:
+    def __init__(self, datasets: Mapping[str, Any], on_bad_sample: str = "stop") -> None:
         if not datasets:
             raise ConfigError("multi-domain sampling needs at least one source dataset")
+        if on_bad_sample not in BAD_SAMPLE_POLICIES:
+            raise ConfigError(f"on_bad_sample={on_bad_sample!r} is not one of {', '.join(BAD_SAMPLE_POLICIES)}")
         self.datasets = dict(datasets)
         self.domains = list(self.datasets)
+        self.on_bad_sample = on_bad_sample
 
     @property
     def domain_sizes(self) -> list[int]:
         return [len(ds) for ds in self.datasets.values()]
 
-    def __getitem__(self, ref: SampleRef) -> dict[str, dict[str, Any]]:
-        return {
-            domain: ds.get(index, seed=seed)
-            for domain, ds, index, seed in zip(
-                self.domains, self.datasets.values(), ref.indices, ref.seeds, strict=True
-            )
-        }
+    def __getitem__(self, ref: SampleRef) -> dict[str, dict[str, Any]] | BadBatch:
+        samples: dict[str, dict[str, Any]] = {}
+        for position, (domain, dataset) in enumerate(self.datasets.items()):
+            sample = self.load(dataset, ref, position)
+            if isinstance(sample, BadBatch):
+                return sample
+            samples[domain] = sample
+        return samples
+
+    def load(self, dataset: Any, ref: SampleRef, position: int) -> dict[str, Any] | BadBatch:
+        """Domain ``position``'s image of ``ref``; under ``skip`` a bad file is replaced (and listed under
+        ``"skipped"``), under ``stop`` it gives a :class:`BadBatch`."""
+        index, seed, skipped = ref.indices[position], ref.seeds[position], []
+        for attempt in range(MAX_REPLACEMENTS + 1):
+            try:
+                sample = dataset.get(index, seed=seed)
+            except CorruptFileError as err:
+                if self.on_bad_sample == "stop":
+                    return BadBatch((str(err),))
+                skipped.append(str(err))
+                index = replacement_index(seed, attempt, len(dataset))
+                continue
+            if skipped:
+                sample["skipped"] = skipped
+            return sample
+        return BadBatch((f"{skipped[0]}; and the {MAX_REPLACEMENTS} replacement draws were bad too "
+                         f"(the last: {skipped[-1]})",))
 
 
-def collate_domains(items: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, torch.Tensor]]:
+def collate_domains(
+    items: Sequence[Mapping[str, Mapping[str, Any]] | BadBatch],
+) -> dict[str, dict[str, Any]] | BadBatch:
     """Stack a list of per-sample ``{domain: sample}`` dicts into ``{domain: {"image": B×3×H×W,
-    "label": B×H×W, "index": LongTensor B}}``."""
-    batch: dict[str, dict[str, torch.Tensor]] = {}
+    "label": B×H×W, "index": LongTensor B}}`` (plus ``"skipped"``, the errors of replaced files, when a sample was
+    replaced); a :class:`BadBatch` holding every bad sample's error when there is one."""
+    errors = tuple(error for item in items if isinstance(item, BadBatch) for error in item.errors)
+    if errors:
+        return BadBatch(errors)
+    batch: dict[str, dict[str, Any]] = {}
     for domain in items[0]:
         samples = [item[domain] for item in items]
         shapes = {tuple(s["image"].shape) for s in samples}
@@ -240,6 +305,9 @@ def collate_domains(items: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[st
             "label": torch.stack([s["label"] for s in samples]),
             "index": torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),
         }
+        skipped = [error for s in samples for error in s.get("skipped", ())]
+        if skipped:
+            batch[domain]["skipped"] = skipped
     return batch
 
 
@@ -251,14 +319,17 @@ def build_train_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
+    on_bad_sample: str = "stop",
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader yielding ``{domain: {"image", "label", "index"}}`` per iteration for this rank."""
-    dataset = MultiDomainDataset(datasets)
+    """A DataLoader yielding ``{domain: {"image", "label", "index"}}`` per iteration for this rank (or a
+    :class:`BadBatch`, see the module docstring). Its workers ignore the stop signals (:func:`ignore_stop_signals`)."""
+    dataset = MultiDomainDataset(datasets, on_bad_sample)
     sampler = MultiDomainBatchSampler(dataset.domain_sizes, config)
     sampler.start_iteration = start_iteration
     extra: dict[str, Any] = {}
     if num_workers > 0:
-        extra = {"persistent_workers": True, "prefetch_factor": prefetch_factor or 2}
+        extra = {"persistent_workers": True, "prefetch_factor": prefetch_factor or 2,
+                 "worker_init_fn": ignore_stop_signals}
     # the workers' base seed comes from a generator of our own, so that building the loader never advances
     # the global torch RNG (an exact resume restores that RNG and must see the same stream)
     generator = torch.Generator().manual_seed(sampler.config.seed)

@@ -23,11 +23,22 @@ from torch import nn
 from tqdm import tqdm
 
 from pinmem.data import build_dataset, build_training_dataset
-from pinmem.data.sampling import SamplerConfig, build_train_loader
+from pinmem.data.sampling import BadBatch, SamplerConfig, build_train_loader
 from pinmem.data.transforms import TrainTransform
 from pinmem.engine.checkpoint import load_checkpoint, save_checkpoint
 from pinmem.engine.config import Config, load_config, model_kwargs, to_dict, to_yaml
 from pinmem.engine.distributed import DistContext, convert_sync_batchnorm, init_distributed
+from pinmem.engine.faults import (
+    BadSampleError,
+    SkipCounter,
+    StopRequest,
+    TrainingDiverged,
+    TrainingInterrupted,
+    bad_sample_error,
+    diverged,
+    interrupted,
+    step_flags,
+)
 from pinmem.engine.logging import MetricLogger
 from pinmem.errors import ConfigError, PinmemError
 from pinmem.evaluation.evaluate import EvalResult, evaluate
@@ -36,10 +47,7 @@ from pinmem.methods import build_method
 from pinmem.models import build_model
 
 log = logging.getLogger("pinmem")
-
-
-class TrainingDiverged(PinmemError):
-    """A loss became NaN or infinite."""
+__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "BadSampleError", "load_resume"]
 
 
 def learning_rate(config: Config, iteration: int) -> float:
@@ -108,6 +116,9 @@ class Trainer:
         seed_everything(config.train.seed)
         self.logger = MetricLogger(self.out_dir, enabled=self.context.is_main)
         self._val_sets: dict[str, Any] = {}
+        self.stop = StopRequest()  # entered by fit(): SIGTERM/SIGUSR1/Ctrl-C stop after the current iteration
+        self.stop_agreed = False  # some rank asked to stop (agreed in the step's finiteness check)
+        self.skips = SkipCounter(int(self.checkpoint.get("skipped_samples", 0)) if self.checkpoint else 0)
 
         self.sources = self._training_sets()
         self.sampler_config = SamplerConfig(
@@ -163,31 +174,43 @@ class Trainer:
         self.method.load_state_dict(ckpt.get("method", {}))
 
     def initialise_memory(self) -> None:
-        """docs/method.md §3: class means of the L2-normalised F over the sources' training data (eval mode, no grad),
-        ``pinmem.init_images`` per domain over all ranks; per-class sums all-reduced before the mean."""
+        """docs/method.md §3: class means of the L2-normalised F over the sources' training data (eval mode, no grad):
+        one pass over the largest source's training set, at most ``pinmem.init_images`` images per domain over all
+        ranks; per-class sums all-reduced before the mean."""
         memory = getattr(self.model, "memory", None)
         if memory is None:
             return
         cfg, ctx = self.config, self.context
         per_iteration = cfg.train.batch_per_domain * ctx.world_size
-        iterations = max(1, math.ceil(cfg.pinmem.init_images / per_iteration))
+        largest = max(len(dataset) for dataset in self.sources.values())
+        iterations = max(1, math.ceil(min(cfg.pinmem.init_images, largest) / per_iteration))
         init_sampler = SamplerConfig(epoch_length=cfg.data.epoch_length, batch_per_domain=cfg.train.batch_per_domain,
                                      seed=cfg.train.seed + 1, rank=ctx.rank, world_size=ctx.world_size,
                                      iterations=iterations)
-        loader = build_train_loader(self.sources, init_sampler, num_workers=cfg.data.num_workers)
+        loader = build_train_loader(self.sources, init_sampler, num_workers=cfg.data.num_workers,
+                                    on_bad_sample=cfg.data.on_bad_sample)
         self.model.eval()
         with torch.no_grad():
             for batch in tqdm(loader, total=iterations, desc="memory init", disable=not self._bar()):
+                if isinstance(batch, BadBatch):
+                    raise BadSampleError(f"{'; '.join(batch.errors)} (met by the memory initialisation: nothing "
+                                         "was trained or saved). Replace the file or set data.on_bad_sample=skip")
+                if self.stop.requested:
+                    raise TrainingInterrupted(f"{self.stop.signal_name} during the memory initialisation: nothing "
+                                              "was trained or saved; run the same command again (without --resume)")
+                self.skips.add(batch)
                 for part in batch.values():
                     x = part["image"].to(ctx.device, getattr(torch, cfg.train.dtype))
                     y = part["label"].to(ctx.device)
                     with self._autocast():
                         feature = self.model.encode(x)
-                    memory.init_accumulate(feature.float(), y)
+                    memory.init_accumulate(feature, y)  # float32, or float64 when training in float64
         counts = memory.init_finalize(reduce=ctx.sum_ if ctx.distributed else None)
         seen = int((counts > 0).sum())
-        log.info("memory initialised from %d images per domain: %d of %d classes seen",
-                 iterations * per_iteration, seen, len(counts))
+        log.info("memory initialised from %d images per domain (one pass over the largest source's %d training "
+                 "images, pinmem.init_images=%d at most): %d of %d classes seen",
+                 iterations * per_iteration, largest, cfg.pinmem.init_images, seen, len(counts))
+        self.check_memory("after the memory initialisation")
         self.model.train()
 
     # ------------------------------------------------------------------ the loop
@@ -207,44 +230,75 @@ class Trainer:
         if ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.yaml").write_text(to_yaml(cfg))
-        if self.checkpoint is None:
-            self.initialise_memory()
+        with self.stop:  # SIGTERM, SIGUSR1, Ctrl-C: finish the iteration, write last.pt, TrainingInterrupted
+            if self.checkpoint is None:
+                self.initialise_memory()
+            iteration = self.train_loop()
+        results = self.validate(iteration) if cfg.data.targets else {}
+        self.logger.close()
+        return results
+
+    def train_loop(self) -> int:
+        """Iterations from the start (or the checkpoint's) to ``train.iterations``, then ``last.pt``."""
+        cfg, ctx = self.config, self.context
         loader = build_train_loader(self.sources, self.sampler_config, start_iteration=self.start_iteration,
-                                    num_workers=cfg.data.num_workers,
-                                    pin_memory=ctx.device.type == "cuda")
+                                    num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
+                                    on_bad_sample=cfg.data.on_bad_sample)
         batches = iter(loader)
         if self.checkpoint is not None:  # after the loader exists, so that nothing advances the RNGs afterwards
             set_rng_state(self.checkpoint["rng"])
         total = cfg.train.iterations
         bar = tqdm(total=total, initial=self.start_iteration, desc=f"train {cfg.method}", disable=not self._bar(),
                    dynamic_ncols=True)
-        results: dict[str, Any] = {}
         iteration = self.start_iteration
         try:
             while iteration < total:
-                losses = self.train_step(next(batches), iteration)
+                losses = self.train_step(self.usable(next(batches), iteration), iteration)
                 iteration += 1
                 bar.update(1)
                 if iteration % cfg.train.log_every == 0 or iteration == total:
                     scalars = {k: float(v) for k, v in losses.items()}
                     scalars["lr"] = self.optimizer.param_groups[0]["lr"]
+                    if cfg.data.on_bad_sample == "skip":
+                        scalars["skipped_samples"] = self.skips.total(self.context)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items()})
                     self.logger.log(iteration, scalars)
-                if cfg.train.ckpt_every and iteration % cfg.train.ckpt_every == 0 and iteration < total:
+                numbered = bool(cfg.train.ckpt_every) and (iteration % cfg.train.ckpt_every == 0 or iteration == total)
+                if self.stop_agreed or (self.stop.requested and not ctx.distributed):
+                    self.stop_after(iteration, numbered)
+                if numbered and iteration < total:
                     self.save(iteration, numbered=True)
                 if cfg.train.val_every and iteration % cfg.train.val_every == 0 and iteration < total:
                     self.validate(iteration)
         finally:
             bar.close()
+            del batches, loader  # the workers shut down now, also when an exception leaves the loop
         self.save(iteration, numbered=bool(cfg.train.ckpt_every))
-        if cfg.data.targets:
-            results = self.validate(iteration)
-        self.logger.close()
-        return results
+        return iteration
+
+    def usable(self, batch: dict[str, Any] | BadBatch, iteration: int) -> dict[str, Any]:
+        """The batch, its skipped samples counted; a :class:`BadBatch` (``data.on_bad_sample=stop``) on any rank
+        writes ``last.pt`` (the ``iteration`` iterations done) and raises :class:`BadSampleError`."""
+        bad = isinstance(batch, BadBatch)
+        if self.context.distributed:  # every rank stops before the same iteration (a sync only with several ranks)
+            bad_anywhere = bool(self.context.sum_(torch.full((1,), float(bad), device=self.context.device)).item())
+        else:
+            bad_anywhere = bad
+        if not bad_anywhere:
+            self.skips.add(batch)
+            return batch
+        self.save(iteration)
+        raise bad_sample_error(batch.errors if bad else (), iteration, self.ckpt_dir / "last.pt")
+
+    def stop_after(self, iteration: int, numbered: bool) -> None:
+        """A stop signal: write ``last.pt`` (and the numbered checkpoint when one is due), log, raise."""
+        self.save(iteration, numbered=numbered)
+        raise interrupted(self.stop.signal_name, iteration, self.config.train.iterations, self.ckpt_dir / "last.pt")
 
     def train_step(self, batch: dict[str, Any], iteration: int) -> dict[str, torch.Tensor]:
         """One iteration: the method's gradients, averaged over ranks, one SGD step, the method's commit."""
         lr = self.optimizer.param_groups[0]["lr"]
+        self.context.seed_noise(self.config.train.seed, iteration)  # several ranks: each its own Gumbel/dropout noise
         self.method.before_step(iteration)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
@@ -258,21 +312,37 @@ class Trainer:
         self.method.after_step(iteration)
         return losses
 
+    def _memory_slots(self) -> torch.Tensor | None:
+        memory = getattr(self.model, "memory", None)
+        return None if memory is None else memory.slots
+
     def _check_finite(self, losses: dict[str, torch.Tensor], iteration: int) -> None:
-        names = list(losses)
-        bad = torch.tensor([0.0 if torch.isfinite(losses[n]).all() else 1.0 for n in names])
-        self.context.sum_(bad)
-        if bad.any():
-            which = [n for n, b in zip(names, bad.tolist(), strict=True) if b]
-            values = {n: float(losses[n]) for n in which}
-            raise TrainingDiverged(
-                f"loss term(s) {', '.join(which)} became non-finite at iteration {iteration + 1} ({values}) "
-                f"on some rank; training stopped. The last checkpoint in {self.ckpt_dir} is untouched; lower "
-                "train.lr or use train.amp=none to continue."
-            )
+        """Stop on a NaN/inf loss term or memory slot (the memory this step read: the previous commit's), and agree
+        over the ranks on a stop request, with the step's one host-device sync (:func:`step_flags`)."""
+        slots = self._memory_slots()
+        flags = step_flags(losses, slots, self.stop.requested, self.context.device)
+        flags = self.context.sum_(flags).cpu().tolist()
+        self.stop_agreed = flags[-1] > 0
+        bad_losses = {n: float(losses[n]) for n, flag in zip(losses, flags, strict=False) if flag}
+        bad_slots = [s for s, flag in enumerate(flags[len(losses) : -1]) if flag]
+        if bad_losses or bad_slots:
+            num_slots = 0 if slots is None else len(slots)
+            raise diverged(bad_losses, bad_slots, num_slots, f"at iteration {iteration + 1}", self.ckpt_dir)
+
+    def check_memory(self, when: str) -> None:
+        """:class:`TrainingDiverged` naming the memory slots that hold NaN or infinity (before a checkpoint is
+        written, so that none holds a broken memory; the memory is the same on every rank)."""
+        slots = self._memory_slots()
+        bad = [] if slots is None else torch.nonzero(~torch.isfinite(slots).all(dim=1)).flatten().tolist()
+        if bad:
+            raise diverged({}, bad, len(slots), when, self.ckpt_dir)
 
     # ------------------------------------------------------------------ checkpoints and validation
     def save(self, iteration: int, numbered: bool = False) -> None:
+        """Write ``last.pt`` (and ``iter_NNNNNN.pt``); every rank calls it, rank 0 writes. A memory holding NaN or
+        infinity is never written: :class:`TrainingDiverged` instead."""
+        self.check_memory(f"after iteration {iteration}")
+        skipped = self.skips.total(self.context)
         if not self.context.is_main:
             return
         payload = {
@@ -284,6 +354,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
             "rng": rng_state(),
             "method": self.method.state_dict(),
+            "skipped_samples": skipped,
         }
         save_checkpoint(self.ckpt_dir / "last.pt", payload)
         if numbered:
