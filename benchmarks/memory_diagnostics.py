@@ -11,8 +11,13 @@ Writes ``diagnostics.json`` and ``read_maps.png``. Per domain (val split, whole 
 - ``cosine``: s of the pixel's ground-truth class minus the best other slot (the prototype margin).
 - ``nearest_prototype``: argmax_n s as a classifier of F (pixel accuracy and mIoU at F's size), beside the
   network's own prediction at the same size — is M a good class prototype on this domain?
-- ``memory_use``: mIoU with the real memory, with its slots permuted (each class reads another class's
-  prototype) and with M = 0 (nothing read): how much of the prediction the read carries.
+- ``memory_use``: mIoU with the real memory, with every slot replaced by the mean slot (the read then returns
+  the same vector at every pixel: what the class-dependent part of the read carries) and with M = 0 (nothing
+  read). Permuting the slots would test nothing: r = Σ_n W_n M_n with W_n = softmax(q·M_n) is invariant to any
+  permutation of M's rows; slot identity matters only to L_coh and G.
+- ``cosine.min`` / ``cosine.max``: the range of s. F and Z both come out of a ReLU, so q and M are non-negative and
+  s ∈ [0, 1]; with τ = 1 even a one-hot s gives W at most e/(e + N − 1) ≈ 0.131 and entropy ≈ 2.90 nats
+  (N = 19), against log N = 2.944 for a uniform read (``read.entropy_floor``).
 - ``slots``: cosine similarity between memory slots (mean and max off the diagonal).
 """
 
@@ -41,16 +46,22 @@ def entropy(weights: torch.Tensor) -> torch.Tensor:
     return -(weights.clamp_min(1e-12).log() * weights).sum(1)
 
 
+def entropy_floor(n: int, temperature: float = 1.0) -> float:
+    """Entropy of softmax(s/τ) for a one-hot s ∈ [0, 1]^N: the most peaked read cosine similarities in [0, 1] allow."""
+    w = torch.softmax(torch.eye(n)[0] / temperature, dim=0)
+    return float(-(w * w.log()).sum())
+
+
 @torch.no_grad()
 def diagnose_domain(model: torch.nn.Module, dataset: Any, limit: int) -> dict[str, Any]:
     memory = model.memory
     n = memory.num_slots
     slots = memory.slots.clone()
-    stats: dict[str, list[float]] = {k: [] for k in ("H", "H_gumbel", "wmax", "wmax_gumbel", "margin")}
+    stats: dict[str, list[float]] = {k: [] for k in ("H", "H_gumbel", "wmax", "wmax_gumbel", "margin", "smin", "smax")}
     proto = ConfusionMatrix(n)
     net_small = ConfusionMatrix(n)
-    use = {k: ConfusionMatrix(n) for k in ("memory", "permuted", "zero")}
-    perm = torch.roll(torch.arange(n), 1)
+    use = {k: ConfusionMatrix(n) for k in ("memory", "mean_slot", "zero")}
+    mean_slot = F.normalize(slots.mean(0, keepdim=True), dim=1).expand_as(slots).contiguous()
     for i in range(min(limit, len(dataset))):
         item = dataset[i]
         x, y = item["image"][None], item["label"][None]
@@ -69,19 +80,22 @@ def diagnose_domain(model: torch.nn.Module, dataset: Any, limit: int) -> dict[st
         gt = s.gather(1, small.clamp(max=n - 1)[:, None])[:, 0]
         others = s.masked_fill(F.one_hot(small.clamp(max=n - 1), n).permute(0, 3, 1, 2).bool(), -2).amax(1)
         stats["margin"].append(float((gt - others)[valid].mean()))
+        stats["smin"].append(float(s.min()))
+        stats["smax"].append(float(s.max()))
         proto.update(s.argmax(1), small)
         logits_small = F.interpolate(out.logits, size=s.shape[-2:], mode="bilinear", align_corners=True)
         net_small.update(logits_small.argmax(1), small)
         use["memory"].update(out.logits.argmax(1), y)
-        use["permuted"].update(model(x, memory=slots[perm]).logits.argmax(1), y)
+        use["mean_slot"].update(model(x, memory=mean_slot).logits.argmax(1), y)
         use["zero"].update(model(x, memory=torch.zeros_like(slots)).logits.argmax(1), y)
     pm, nm = proto.metrics(), net_small.metrics()
     return {
         "images": min(limit, len(dataset)),
         "read": {"entropy": float(np.mean(stats["H"])), "entropy_gumbel": float(np.mean(stats["H_gumbel"])),
                  "uniform_entropy": math.log(n), "max_weight": float(np.mean(stats["wmax"])),
-                 "max_weight_gumbel": float(np.mean(stats["wmax_gumbel"]))},
-        "cosine": {"gt_minus_best_other": float(np.mean(stats["margin"]))},
+                 "max_weight_gumbel": float(np.mean(stats["wmax_gumbel"])), "entropy_floor": entropy_floor(n)},
+        "cosine": {"gt_minus_best_other": float(np.mean(stats["margin"])), "min": float(np.min(stats["smin"])),
+                   "max": float(np.max(stats["smax"]))},
         "nearest_prototype": {"pixel_accuracy": 100 * pm.pixel_accuracy, "miou": 100 * pm.miou,
                               "network_pixel_accuracy": 100 * nm.pixel_accuracy, "network_miou": 100 * nm.miou},
         "memory_use": {k: 100 * v.metrics().miou for k, v in use.items()},

@@ -21,12 +21,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pinmem.data.io import read_image, to_rgb_uint8
+from pinmem.data.io import ImageTooLargeError, read_image, to_rgb_uint8
 from pinmem.data.labels import NUM_CLASSES
 from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 from pinmem.engine.checkpoint import load_model
 from pinmem.errors import ConfigError, PinmemError
 from pinmem.evaluation.sliding import MODES, infer
+
+#: the default largest input (pixels) :class:`Segmenter` accepts: 100 megapixels, e.g. 12000×8000
+DEFAULT_MAX_PIXELS = 100_000_000
+#: output pixels per strip when logits are upsampled to the input size and reduced to one id per pixel, so that
+#: a large photo never holds K×H×W floats at once
+STRIP_PIXELS = 1 << 22
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -62,6 +68,9 @@ class Segmenter:
         flip: average with the horizontally flipped image.
         max_side: if set, images whose longer side exceeds it are shrunk to it for the forward pass and the
             logits are resized back; the output is always at the input size.
+        max_pixels: larger inputs are refused with :class:`pinmem.data.io.ImageTooLargeError` (files before
+            they are decoded); None or 0: only the decoder's limit. Without ``keep_logits`` the upsampling to the
+            input size runs in strips, so memory grows with the input's pixels, not with pixels × classes.
         amp: ``none`` / ``bf16`` / ``fp16`` autocast.
         batch_size: windows per forward pass in ``slide`` mode.
         pad: ``slide``: pad images smaller than a window instead of shrinking the window.
@@ -80,11 +89,15 @@ class Segmenter:
         config: object | None = None,
         batch_size: int = 1,
         pad: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if max_side is not None and max_side < 1:
             raise ConfigError(f"max_side must be positive, got {max_side}")
+        if max_pixels is not None and max_pixels < 0:
+            raise ConfigError(f"max_pixels must not be negative, got {max_pixels}")
+        self.max_pixels = max_pixels or None
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.mode, self.flip, self.crop, self.stride = mode, flip, int(crop), int(stride)
@@ -97,12 +110,15 @@ class Segmenter:
 
     def _prepare(self, image: np.ndarray | str | Path) -> np.ndarray:
         if isinstance(image, (str, Path)):
-            return read_image(image)
+            return read_image(image, orient=True, max_pixels=self.max_pixels)
         array = np.asarray(image)
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
             raise PinmemError(f"expected an H×W×3 RGB image (or gray/RGBA), got an array of shape {array.shape}")
         if array.shape[0] < 1 or array.shape[1] < 1:
             raise PinmemError(f"empty image of shape {array.shape}")
+        if self.max_pixels is not None and array.shape[0] * array.shape[1] > self.max_pixels:
+            raise ImageTooLargeError(f"an image array of {array.shape[1]}×{array.shape[0]} pixels is above the "
+                                     f"limit of {self.max_pixels} pixels (max_pixels)")
         return to_rgb_uint8(array, bgr=False) if (array.ndim != 3 or array.shape[2] != 3 or
                                                    array.dtype != np.uint8) else array
 
@@ -125,20 +141,21 @@ class Segmenter:
         with self._autocast():
             out = infer(self.model, x, self.mode, self.flip, self.crop, self.stride, self.batch_size, memory, self.pad)
         logits, cosine = out.logits, out.cosine
+        slots = None if cosine is None else upsample_argmax(cosine, (h, w))
+        if not keep_logits:
+            return Prediction(upsample_argmax(logits, (h, w)), None, slots)
         if logits.shape[-2:] != (h, w):
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=True)
-            if cosine is not None:
-                cosine = F.interpolate(cosine, size=(h, w), mode="bilinear", align_corners=True)
         train_ids = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
-        slots = None if cosine is None else cosine[0].argmax(0).to(torch.uint8).cpu().numpy()
-        return Prediction(train_ids, logits[0].float().cpu().numpy() if keep_logits else None, slots)
+        return Prediction(train_ids, logits[0].float().cpu().numpy(), slots)
 
     def predict(self, image: np.ndarray | str | Path) -> np.ndarray:
         """H×W uint8 trainIds (0..18) of an RGB ``uint8`` image (gray/RGBA/16-bit arrays are converted)."""
         return self.run(image, keep_logits=False).train_ids
 
     def predict_logits(self, image: np.ndarray | str | Path) -> np.ndarray:
-        """K×H×W float32 logits at the input size (averaged over windows/flips as configured)."""
+        """K×H×W float32 logits at the input size (averaged over windows/flips as configured): 4·K bytes per input
+        pixel; :meth:`predict` needs far less on large images."""
         logits = self.run(image).logits
         assert logits is not None
         return logits
@@ -176,8 +193,37 @@ def load(
     amp: str = "none",
     batch_size: int = 1,
     pad: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Segmenter:
     """A :class:`Segmenter` from a pinmem checkpoint file (weights, memory and architecture come from it)."""
     dev = resolve_device(device)
     model, config = load_model(checkpoint, map_location=dev)
-    return Segmenter(model, dev, mode, flip, crop, stride, max_side, amp, config, batch_size, pad)
+    return Segmenter(model, dev, mode, flip, crop, stride, max_side, amp, config, batch_size, pad, max_pixels)
+
+
+def upsample_argmax(scores: torch.Tensor, size: tuple[int, int], strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
+    """H×W uint8 argmax over the channels of ``scores`` (1×K×h×w) bilinearly upsampled (align_corners) to
+    ``size`` = (H, W), computed in strips of output rows so that at most ``strip_pixels``·K values exist at once.
+
+    Inside a strip the rows are blended by hand from the two nearest source rows and the columns by
+    ``F.interpolate``: the same interpolation as one ``F.interpolate`` of the whole map, up to rounding."""
+    height, width = size
+    src = scores[0].float()
+    if height * width <= strip_pixels:
+        if tuple(src.shape[-2:]) != (height, width):
+            src = F.interpolate(src[None], size=size, mode="bilinear", align_corners=True)[0]
+        return src.argmax(0).to(torch.uint8).cpu().numpy()
+    out = np.empty((height, width), dtype=np.uint8)
+    rows_in = src.shape[1]
+    scale = (rows_in - 1) / (height - 1) if height > 1 else 0.0
+    step = max(1, strip_pixels // width)
+    for top in range(0, height, step):
+        rows = torch.arange(top, min(height, top + step), dtype=torch.float64, device=src.device) * scale
+        lower = rows.floor().long().clamp(max=rows_in - 1)
+        upper = (lower + 1).clamp(max=rows_in - 1)
+        weight = (rows - lower).to(src.dtype)[None, :, None]
+        strip = src[:, lower] * (1 - weight) + src[:, upper] * weight  # K×rows×w
+        if strip.shape[-1] != width:
+            strip = F.interpolate(strip[None], size=(strip.shape[1], width), mode="bilinear", align_corners=True)[0]
+        out[top : top + strip.shape[1]] = strip.argmax(0).to(torch.uint8).cpu().numpy()
+    return out

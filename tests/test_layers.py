@@ -7,7 +7,8 @@ Bottom-up, a module may import from its own layer and the layers below it, never
 2. ``pinmem.evaluation``, ``pinmem.synth`` (metrics and inference on a model; the procedural world)
 3. ``pinmem.engine.config``, ``pinmem.engine.distributed`` (what a method is configured with and runs in)
 4. ``pinmem.methods`` (ERM, ISW, MLDG, Pin the Memory)
-5. ``pinmem.engine.checkpoint``, ``pinmem.engine.logging``, ``pinmem.engine.trainer`` (training and its files)
+5. ``pinmem.engine.checkpoint``, ``pinmem.engine.faults``, ``pinmem.engine.logging``, ``pinmem.engine.trainer``
+   (training, its files and its faults)
 6. ``pinmem.inference``, ``pinmem.export`` (a checkpoint in, predictions or an exported graph out)
 7. ``pinmem`` (the package's facade, ``pinmem.load``), ``pinmem.cli``, ``pinmem.commands``, ``pinmem.demo``
 
@@ -27,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pinmem.evaluation", "pinmem.synth"),
     ("pinmem.engine", "pinmem.engine.config", "pinmem.engine.distributed"),
     ("pinmem.methods",),
-    ("pinmem.engine.checkpoint", "pinmem.engine.logging", "pinmem.engine.trainer"),
+    ("pinmem.engine.checkpoint", "pinmem.engine.faults", "pinmem.engine.logging", "pinmem.engine.trainer"),
     ("pinmem.inference", "pinmem.export"),
     ("pinmem", "pinmem.__main__", "pinmem.cli", "pinmem.commands", "pinmem.demo"),
 ]

@@ -39,9 +39,12 @@ def build_training_dataset(
 ) -> SegmentationDataset:
     """Like :func:`build_dataset`, with the pairs whose image and label sizes differ (GTAV has some) removed.
 
-    The number removed is logged; `pinmem data check` lists them by name.
+    The number removed is logged; `pinmem data check` lists them by name. A label holding values outside the
+    dataset's table is a :class:`~pinmem.errors.CorruptFileError` when read (not silently ignore), like an
+    unreadable file: the trainer stops or skips it (``data.on_bad_sample``).
     """
     dataset = build_dataset(name, root, split, transform)
+    dataset.check_label_values = True
     bad = dataset.find_size_mismatches()
     if bad:
         logging.getLogger(__name__).warning(

@@ -26,6 +26,7 @@ class BDD100KDataset(SegmentationDataset):
     split_folders = {"train": ("train",), "val": ("val",)}
     id_to_train = IDENTITY_TO_TRAINID
     known_ids = frozenset([*range(19), IGNORE])
+    root_markers = (("images/10k", "labels/sem_seg"), ("seg/images", "seg/labels"), ("images/10k", "seg/labels"))
 
     def _images(self, split: str) -> Path:
         for parts in (("images", "10k", split), ("seg", "images", split)):

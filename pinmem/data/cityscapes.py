@@ -18,6 +18,7 @@ class CityscapesDataset(SegmentationDataset):
     split_folders = {"train": ("train",), "val": ("val",), "test": ("test",)}
     id_to_train = CITYSCAPES_ID_TO_TRAINID
     known_ids = frozenset(range(34))
+    root_markers = (("leftImg8bit", "gtFine"),)
     image_suffix = "_leftImg8bit.png"
     label_suffix = "_gtFine_labelIds.png"
 

@@ -3,7 +3,9 @@
 Two layouts are recognised:
 
 * the flat release, ``images/NNNNN.png`` and ``labels/NNNNN.png`` with the official split in ``split.mat``
-  (``trainIds`` / ``valIds`` / ``testIds``, 1-based frame numbers);
+  (``trainIds`` / ``valIds`` / ``testIds``, 1-based frame numbers) or, without ``split.mat``, RobustNet's split
+  lists ``gtav_split_{train,val,test}.txt`` (one file name per line; the train list holds 12,388 of the
+  official 12,403 train frames) in the root or in ``ROOT/split_data/``;
 * RobustNet's re-packing into ``images/{train,valid,test}/`` and ``labels/{train,valid,test}/``.
 
 Label files saved as RGB colour images (some re-packings convert them) are decoded by colour instead. A few
@@ -24,6 +26,8 @@ from pinmem.data.labels import CITYSCAPES_ID_TO_TRAINID, CITYSCAPES_LABELS
 from pinmem.errors import CorruptFileError, DatasetLayoutError
 
 SPLIT_KEYS = {"train": "trainIds", "valid": "valIds", "test": "testIds"}
+#: RobustNet's split lists (``split_data/`` of its repository), by native split
+SPLIT_LISTS = {"train": "gtav_split_train.txt", "valid": "gtav_split_val.txt", "test": "gtav_split_test.txt"}
 
 
 def _colour_code(rgb: np.ndarray) -> np.ndarray:
@@ -62,15 +66,34 @@ def read_split_mat(path: Path) -> dict[str, list[int]]:
     return {name: [int(v) for v in np.asarray(mat[key]).ravel()] for name, key in SPLIT_KEYS.items()}
 
 
+def find_split_lists(root: Path) -> Path | None:
+    """The folder holding RobustNet's ``gtav_split_*.txt`` lists: ``root`` or ``root/split_data``, else None."""
+    for folder in (root, root / "split_data"):
+        if any((folder / name).is_file() for name in SPLIT_LISTS.values()):
+            return folder
+    return None
+
+
+def read_split_list(path: Path) -> set[str]:
+    """The file stems a RobustNet split list names (``00001.png`` per line -> ``00001``)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CorruptFileError(f"gtav: cannot read split list {path}: {err}") from err
+    return {Path(line.strip()).stem for line in lines if line.strip()}
+
+
 class GTAVDataset(SegmentationDataset):
     name = "gtav"
     layout = (
         "  flat release:  ROOT/images/NNNNN.png, ROOT/labels/NNNNN.png, ROOT/split.mat\n"
+        "                 (or RobustNet's ROOT/gtav_split_{train,val,test}.txt, also in ROOT/split_data/)\n"
         "  re-packed:     ROOT/images/{train,valid,test}/NNNNN.png, ROOT/labels/{train,valid,test}/NNNNN.png"
     )
     split_folders = {"train": ("train",), "val": ("valid",), "test": ("test",)}
     id_to_train = CITYSCAPES_ID_TO_TRAINID
     known_ids = frozenset(range(34))
+    root_markers = (("images", "labels"),)
 
     @property
     def repacked(self) -> bool:
@@ -88,16 +111,24 @@ class GTAVDataset(SegmentationDataset):
             return pairs
         images = {p.stem: p for p in image_root.glob("*.png")}
         labels = {p.stem: p for p in label_root.glob("*.png")}
-        if self.split != "all":
-            split_file = self.root / "split.mat"
-            if not split_file.is_file():
-                raise DatasetLayoutError(
-                    f"gtav: flat layout without {split_file}; it holds the official train/valid/test split "
-                    f"(use split='all' to load every frame). Expected layout:\n{self.layout}"
-                )
+        split_file, lists = self.root / "split.mat", find_split_lists(self.root)
+        if self.split != "all" and split_file.is_file():
             split = read_split_mat(split_file)
             wanted = {n for s in native_splits for n in split[s]}
             images = {k: p for k, p in images.items() if k.isdigit() and int(k) in wanted}
+        elif self.split != "all" and lists is not None:
+            stems: set[str] = set()
+            for s in native_splits:
+                if not (lists / SPLIT_LISTS[s]).is_file():
+                    raise DatasetLayoutError(f"gtav: {lists / SPLIT_LISTS[s]} is missing; it lists the {s} split "
+                                             f"(beside the other gtav_split_*.txt files in {lists})")
+                stems |= read_split_list(lists / SPLIT_LISTS[s])
+            images = {k: p for k, p in images.items() if k in stems}
+        elif self.split != "all":
+            raise DatasetLayoutError(
+                f"gtav: flat layout without {split_file} or RobustNet's gtav_split_*.txt lists; they hold the "
+                f"train/valid/test split (use split='all' to load every frame). Expected layout:\n{self.layout}"
+            )
         return pair_by_stem(images, labels, self.name, image_root)
 
     def read_native_label(self, path: Path) -> np.ndarray:

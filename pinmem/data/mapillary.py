@@ -26,6 +26,8 @@ class MapillaryDataset(SegmentationDataset):
     split_folders = {"train": ("training",), "val": ("validation",)}
     id_to_train = MAPILLARY_V12_ID_TO_TRAINID
     known_ids = frozenset(range(len(MAPILLARY_V12_NAMES)))
+    root_markers = (("config.json",), ("config_v1.2.json",), ("config_v2.0.json",), ("training/images",),
+                    ("validation/images",))
     eval_height = 1536
     eval_center_crop = 1536
 

@@ -30,6 +30,7 @@ class SynthiaDataset(SegmentationDataset):
     split_folders = {"train": ("train",), "val": ("val",)}
     id_to_train = SYNTHIA_ID_TO_TRAINID
     known_ids = frozenset(range(23))
+    root_markers = (("RGB", "GT/LABELS"),)
 
     def list_files(self, native_splits: Sequence[str]) -> list[tuple[Path, Path]]:
         image_dir, label_dir = self.require_dir("RGB"), self.require_dir("GT", "LABELS")

@@ -39,6 +39,22 @@ def encode_train_ids(train_ids: np.ndarray, table: dict[int, int], ignore_id: in
     return lut[train_ids].astype(dtype)
 
 
+#: the 116-byte text at the start of a MAT file; scipy writes the creation time there, pinmem a fixed text so that
+#: the same world is the same bytes
+MAT_DESCRIPTION = b"MATLAB 5.0 MAT-file, written by pinmem".ljust(116, b" ")
+
+
+def mat_file_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """A MATLAB 5 file holding ``arrays`` (scipy's ``savemat``) whose header carries no creation time."""
+    import io
+
+    from scipy.io import savemat
+
+    buffer = io.BytesIO()
+    savemat(buffer, arrays)
+    return MAT_DESCRIPTION + buffer.getvalue()[len(MAT_DESCRIPTION):]
+
+
 def write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
@@ -123,13 +139,9 @@ class GTAVWriter(FormatWriter):
     def finish(self) -> None:
         super().finish()
         if self.layout == "flat":
-            from scipy.io import savemat
-
-            savemat(
-                str(self.root / "split.mat"),
-                {key: np.array(self.frames[s], dtype=np.float64).reshape(-1, 1)
-                 for s, key in (("train", "trainIds"), ("valid", "valIds"), ("test", "testIds"))},
-            )
+            arrays = {key: np.array(self.frames[s], dtype=np.float64).reshape(-1, 1)
+                      for s, key in (("train", "trainIds"), ("valid", "valIds"), ("test", "testIds"))}
+            (self.root / "split.mat").write_bytes(mat_file_bytes(arrays))
 
 
 class SynthiaWriter(FormatWriter):

@@ -2,20 +2,27 @@
 
 ``load_config(path, overrides)`` merges, in order, the defaults below, the YAML file (if any) and the
 overrides, validates types and values, and returns a :class:`Config`. Unknown keys are an error that names the
-nearest valid key. Dataset roots come from ``data.root`` (default: the ``PINMEM_DATA`` environment variable,
+nearest valid key; a wrong type, a value out of range or an unknown choice is one line naming the key, the value
+and what is valid. ``train.amp`` also takes what YAML users write: ``false``/``off`` mean ``none``,
+``true``/``on`` mean ``bf16``. Dataset roots come from ``data.root`` (default: the ``PINMEM_DATA`` environment variable,
 else ``./data``) joined with the dataset name, unless ``data.roots.<name>`` gives a path of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from pinmem.errors import ConfigError
 
@@ -53,6 +60,11 @@ class DataConfig:
     num_workers: int = 4
     #: the released strong ColorJitter(0.8, 0.8, 0.8, 0.3) on the first source, mldg/pinmem (docs/method.md §6)
     strong_jitter_first_source: bool = False
+    #: a training sample that cannot be read (truncated or empty file, image/label sizes that differ, label
+    #: values outside the dataset's table): ``stop`` saves ``last.pt`` and stops naming the file; ``skip`` logs
+    #: the file once and reads another image in its place, drawn from the sample's seed (resume stays exact);
+    #: skips are counted as ``skipped_samples`` in ``log.jsonl``
+    on_bad_sample: str = "stop"
 
 
 @dataclass
@@ -106,7 +118,8 @@ class PinmemConfig:
     lambda_coh: float = 0.02
     lambda_div: float = 0.2
     memory_momentum: float = 0.8
-    #: images per source domain for the memory initialisation (released: two passes of 2975)
+    #: images per source domain for the memory initialisation, at most: one pass over the largest source's
+    #: training set, capped by this value (released: two passes of 2975; a 6-image set uses 6)
     init_images: int = 5950
     #: Algorithm 1's meta-learning; false trains the memory on one combined batch of all sources with one write
     #: per iteration (the released ``train_memory_agg``: an ablation)
@@ -175,12 +188,50 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "model.backbone": ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0"),
     "model.output_stride": (None, 8, 16),
     "model.norm": (None, "bn", "ibn", "isw"),
+    "data.on_bad_sample": ("stop", "skip"),
     "train.schedule": ("exp", "poly"),
     "train.amp": ("none", "bf16", "fp16"),
     "train.dtype": ("float32", "float64"),
 }
-POSITIVE = ("train.iterations", "train.batch_per_domain", "train.crop_size", "data.epoch_length")
-NON_NEGATIVE = ("train.val_every", "train.ckpt_every", "train.lr", "train.weight_decay", "data.num_workers")
+POSITIVE = ("train.iterations", "train.batch_per_domain", "train.crop_size", "data.epoch_length", "model.num_classes",
+            "train.log_every", "train.exp_horizon", "pinmem.init_images", "isw.trials", "isw.images_per_trial",
+            "isw.clusters")
+NON_NEGATIVE = ("train.val_every", "train.ckpt_every", "train.lr", "train.weight_decay", "data.num_workers",
+                "train.momentum", "train.exp_rate", "train.poly_power", "meta.inner_lr_ratio", "meta.first_inner_lr",
+                "pinmem.lambda_coh", "pinmem.lambda_div", "isw.start_epoch", "isw.weight")
+#: what users write for ``train.amp`` in YAML or on the command line (booleans arrive as "False"/"True")
+AMP_ALIASES = {"false": "none", "off": "none", "no": "none", "0": "none",
+               "true": "bf16", "on": "bf16", "yes": "bf16", "1": "bf16"}
+DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
+
+
+def _field_type(key: str) -> Any:
+    """The declared type of a dotted key (``train.iterations`` -> int), or None if there is no such field."""
+    node: Any = Config
+    for part in key.split("."):
+        if not (isinstance(node, type) and dataclasses.is_dataclass(node)):
+            return None
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            return None
+        node = hints[part]
+    return node
+
+
+def _describe(hint: Any, key: str) -> str:
+    """What a value of type ``hint`` looks like, in words ("an integer", "a list such as [a, b]")."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a, key) for a in args) + " or null"
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return f"a section: set its keys, e.g. {key}.{dataclasses.fields(hint)[0].name}=..."
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             list: f"a list such as {key}=[a,b]", dict: f"a mapping: set its entries, e.g. {key}.NAME=VALUE"}
+    return words.get(typing.get_origin(hint) or hint, getattr(hint, "__name__", str(hint)))
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _all_keys(node: Any, prefix: str = "") -> list[str]:
@@ -196,14 +247,21 @@ def _all_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _explain(err: OmegaConfBaseException, valid: list[str], source: str) -> ConfigError:
-    key = getattr(err, "full_key", None) or ""
-    if "not in" in str(err) or "Key '" in str(err):
+def _explain(err: OmegaConfBaseException, valid: list[str], source: str, item: str | None = None) -> ConfigError:
+    """One line naming the key, the value and what is valid (``item``: the ``key=value`` override at fault)."""
+    key = getattr(err, "full_key", None) or (item.split("=", 1)[0] if item else "")
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)) or "not in" in str(err) or "Key '" in str(err):
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return ConfigError(f"{source}: unknown config key {key!r}{hint}")
+    hint = _field_type(key) if key else None
+    if hint is not None:
+        value = item.split("=", 1)[1] if getattr(err, "value", None) is None and item else getattr(err, "value", None)
+        choices = CHOICES.get(key)
+        tail = f" (valid: {', '.join(map(str, choices))})" if choices else ""
+        return ConfigError(f"{source}: {key}={_show(value)} is not {_describe(hint, key)}{tail}")
     message = str(err).splitlines()[0]
-    return ConfigError(f"{source}: bad value for {key!r}: {message}")
+    return ConfigError(f"{source}: bad value for {key!r}: {message}" if key else f"{source}: {message}")
 
 
 def parse_overrides(overrides: list[str]) -> DictConfig:
@@ -246,18 +304,25 @@ def load_config(
             merged = OmegaConf.merge(merged, OmegaConf.create(data))
         except OmegaConfBaseException as err:
             raise _explain(err, valid, str(path)) from err
-    if overrides:
+    for item in overrides or []:  # one at a time, so that an error can name the override at fault
         try:
-            merged = OmegaConf.merge(merged, parse_overrides(overrides))
+            merged = OmegaConf.merge(merged, parse_overrides([item]))
         except OmegaConfBaseException as err:
-            raise _explain(err, valid, "command line") from err
+            raise _explain(err, valid, "command line", item) from err
     try:
         OmegaConf.resolve(merged)
         config: Config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise _explain(err, valid, str(path or "config")) from err
+    normalise(config)
     validate(config)
     return config
+
+
+def normalise(config: Config) -> None:
+    """Spellings users write for a valid value: ``train.amp`` false/off -> none, true/on -> bf16, any case."""
+    amp = str(config.train.amp).strip().lower()
+    config.train.amp = AMP_ALIASES.get(amp, amp)
 
 
 def _get(config: Config, dotted: str) -> Any:
@@ -268,17 +333,30 @@ def _get(config: Config, dotted: str) -> Any:
 
 
 def validate(config: Config) -> None:
-    """Value checks the type system does not make."""
+    """Value checks the type system does not make; each error is one line naming the key, the value and what is
+    valid."""
     for key, allowed in CHOICES.items():
         value = _get(config, key)
         if value not in allowed:
-            raise ConfigError(f"{key}={value!r} is not one of {', '.join(map(str, allowed))}")
+            strings = [a for a in allowed if isinstance(a, str)]
+            close = difflib.get_close_matches(str(value), strings, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{key}={_show(value)} is not one of {', '.join(map(str, allowed))}{hint}")
     for key in POSITIVE:
-        if _get(config, key) <= 0:
-            raise ConfigError(f"{key} must be positive, got {_get(config, key)}")
+        value = _get(config, key)
+        if not value > 0 or not math.isfinite(value):
+            raise ConfigError(f"{key}={value} is not valid: it must be positive")
     for key in NON_NEGATIVE:
-        if _get(config, key) < 0:
-            raise ConfigError(f"{key} must not be negative, got {_get(config, key)}")
+        value = _get(config, key)
+        if not value >= 0 or not math.isfinite(value):
+            raise ConfigError(f"{key}={value} is not valid: it must be zero or positive")
+    if not 0 <= config.pinmem.memory_momentum <= 1:
+        raise ConfigError(f"pinmem.memory_momentum={config.pinmem.memory_momentum} is not valid: it must be in [0, 1]")
+    _validate_datasets(config)
+    _validate_device(config.train.device)
+    out = Path(config.train.out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"train.out_dir={str(out)!r} is a file, not a folder")
     if not config.data.sources:
         raise ConfigError("data.sources is empty: give at least one source dataset")
     if config.method in ("mldg", "pinmem") and len(config.data.sources) < 2 and config.train.batch_per_domain < 2:
@@ -288,6 +366,32 @@ def validate(config: Config) -> None:
         raise ConfigError("train.amp=fp16 needs a GPU; use bf16 on CPU")
     if config.method == "isw" and config.norm != "isw":
         raise ConfigError("method isw needs model.norm=isw (or leave model.norm unset)")
+
+
+def _validate_datasets(config: Config) -> None:
+    from pinmem.data import DATASETS
+
+    named = [(key, name) for key in ("data.sources", "data.targets") for name in _get(config, key)]
+    named += [(f"data.roots.{name}", name) for name in config.data.roots]
+    for key, name in named:
+        if str(name).lower() not in DATASETS:
+            close = difflib.get_close_matches(str(name).lower(), list(DATASETS), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{key}: unknown dataset {_show(name)} (valid: {', '.join(DATASETS)}){hint}")
+    for key in ("data.sources", "data.targets"):
+        if len({str(n).lower() for n in _get(config, key)}) < len(_get(config, key)):
+            raise ConfigError(f"{key}={list(_get(config, key))} names a dataset twice")
+
+
+def _validate_device(device: str) -> None:
+    if not DEVICE.fullmatch(str(device)):
+        raise ConfigError(f"train.device={_show(device)} is not a device (valid: auto, cpu, cuda, cuda:N, mps)")
+    if str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device={device!r} but this torch ({torch.__version__}) sees no CUDA device; "
+                              "use train.device=cpu or auto")
 
 
 def to_dict(config: Config) -> dict[str, Any]:

@@ -4,6 +4,10 @@ For an input ``photo.jpg`` the outputs are ``photo_trainid.png`` (uint8 trainIds
 (Cityscapes palette), ``photo_overlay.png`` (the photo blended with the colours) and, with ``memory=True``,
 ``photo_memory.png`` (the most similar memory slot per pixel, in the colour of that slot's class). Inputs that
 share a stem (``a/x.png``, ``b/x.jpg``) get ``x``, ``x-2``, ``x-3``… so nothing is overwritten silently.
+
+Photos are read upright (EXIF orientation applied); grayscale, RGBA, 16-bit and CMYK files are converted to RGB.
+A file that cannot be decoded, or that has more pixels than the segmenter's ``max_pixels`` (checked from the
+header, before decoding), is reported and skipped; the others are still processed.
 """
 
 from __future__ import annotations
@@ -82,10 +86,15 @@ def unique_stems(files: Sequence[Path]) -> list[str]:
     return names
 
 
-def overlay(rgb: np.ndarray, colours: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """``alpha``-blend of the colour mask over the image (both H×W×3 RGB uint8)."""
-    mixed = (1.0 - alpha) * rgb.astype(np.float32) + alpha * colours.astype(np.float32)
-    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+def overlay(rgb: np.ndarray, colours: np.ndarray, alpha: float = 0.5, rows: int = 256) -> np.ndarray:
+    """``alpha``-blend of the colour mask over the image (both H×W×3 RGB uint8), ``rows`` rows at a time so that
+    a large photo needs no float copy of itself."""
+    out = np.empty_like(rgb)
+    for top in range(0, rgb.shape[0], rows):
+        part = slice(top, top + rows)
+        mixed = (1.0 - alpha) * rgb[part].astype(np.float32) + alpha * colours[part].astype(np.float32)
+        out[part] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    return out
 
 
 def write_outputs(out: Path, name: str, rgb: np.ndarray, train_ids: np.ndarray,
@@ -142,7 +151,10 @@ def predict_files(
     if memory and not getattr(segmenter, "has_memory", False):
         raise PinmemError("--memory-map needs a model with a memory module (method pinmem); this one has none")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PinmemError(f"output folder {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    max_pixels = getattr(segmenter, "max_pixels", None)
     names = unique_stems(found.files)
     pairs = list(zip(found.files, names, strict=True))
     if progress:
@@ -151,7 +163,7 @@ def predict_files(
         pairs = tqdm(pairs, desc="predict", unit="img")
     for path, name in pairs:
         try:
-            rgb = read_image(path)
+            rgb = read_image(path, orient=True, max_pixels=max_pixels)
         except CorruptFileError as err:
             summary.failed.append((str(path), str(err)))
             report(f"pinmem: error: {err}")
