@@ -52,6 +52,14 @@ def test_a_bad_config_value_is_one_line_exit_2_and_nothing_written(tmp_path, cap
     assert not out.exists()
 
 
+def test_a_missing_dataset_root_writes_nothing_to_out_dir(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", f"train.out_dir={out}", f"data.root={tmp_path / 'nowhere'}", "train.device=cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "nowhere" in err, err
+    assert not out.exists()
+
+
 def test_amp_takes_the_booleans_users_write(tmp_path):
     assert load_config(None, ["train.amp=false"]).train.amp == "none"
     assert load_config(None, ["train.amp=true"]).train.amp == "bf16"

@@ -114,7 +114,6 @@ class Trainer:
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.start_iteration = int(self.checkpoint["iteration"]) if self.checkpoint else 0
         seed_everything(config.train.seed)
-        self.logger = MetricLogger(self.out_dir, enabled=self.context.is_main)
         self._val_sets: dict[str, Any] = {}
         self.stop = StopRequest()  # entered by fit(): SIGTERM/SIGUSR1/Ctrl-C stop after the current iteration
         self.stop_agreed = False  # some rank asked to stop (agreed in the step's finiteness check)
@@ -133,6 +132,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda t: learning_rate(config, t) / config.train.lr)
         self.scaler = torch.amp.GradScaler(self.context.device.type, enabled=config.train.amp == "fp16")
+        # Created last, so that a bad dataset root or model setting leaves no out_dir behind (issue 11, point 7).
+        self.logger = MetricLogger(self.out_dir, enabled=self.context.is_main)
         self.method = build_method(config, self.model, self.context)
         self.method.attach_data(list(self.sources.values()), self.sampler_config.iterations_per_epoch)
         if self.checkpoint:
