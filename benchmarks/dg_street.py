@@ -80,7 +80,7 @@ VARIANTS: dict[str, Variant] = {
                             description="Pin the Memory on the instance-whitening backbone, without the ISW loss"),
     "bn_shared": Variant(("pinmem", "mldg"), SEEDS, ("meta.isolate_bn_stats=false",),
                          description="the meta-test forward on θ′ also updates the BN running statistics"),
-    "no_meta": Variant(("pinmem",), SEEDS[:1], ("pinmem.meta_learning=false",),
+    "no_meta": Variant(("pinmem",), SEEDS, ("pinmem.meta_learning=false",),
                        description="memory without meta-learning (one combined batch, one write)"),
     "no_coh": Variant(("pinmem",), SEEDS[:1], ("pinmem.lambda_coh=0",), description="without L_coh"),
     "no_div": Variant(("pinmem",), SEEDS[:1], ("pinmem.lambda_div=0",), description="without L_div (G unused)"),
@@ -88,7 +88,7 @@ VARIANTS: dict[str, Variant] = {
                                description="plain softmax read in training"),
     "gumbel_test": Variant(("pinmem",), SEEDS[:1], eval_overrides=("model.gumbel_at_eval=true",),
                            description="the released code's Gumbel noise at test time (main run's weights)"),
-    "scratch": Variant(("erm", "pinmem"), SEEDS, pretrained=False, description="backbone from scratch"),
+    "scratch": Variant(("erm", "mldg", "pinmem"), SEEDS, pretrained=False, description="backbone from scratch"),
 }
 
 

@@ -6,8 +6,7 @@
 Writes ``diagnostics.json`` and ``read_maps.png``. Per domain (val split, whole image):
 
 - ``read``: the read weights W = softmax((s + g)/τ) — entropy (nats; log N is uniform), the largest weight,
-  with and without the Gumbel noise g. With s = cos ∈ [−1, 1] and τ = 1 the softmax cannot be peaked: the
-  largest possible weight is e¹/(e¹ + 18e⁻¹) ≈ 0.29 for N = 19, and noise of std 1.28 moves s by more than its range.
+  with and without the Gumbel noise g (std 1.28, more than the whole range of s: see ``cosine.min/max``).
 - ``cosine``: s of the pixel's ground-truth class minus the best other slot (the prototype margin).
 - ``nearest_prototype``: argmax_n s as a classifier of F (pixel accuracy and mIoU at F's size), beside the
   network's own prediction at the same size — is M a good class prototype on this domain?
