@@ -8,26 +8,30 @@ in a fresh subprocess so freed-but-cached memory of one cannot hide the other's.
 
     python benchmarks/bench_models.py --device cpu --threads 2 --size 1024x512 --repeats 5
     python benchmarks/bench_models.py --device cuda --amp bf16 --size 2048x1024 --repeats 50
+
+The result, the git commit and the command are written to ``results/measurements/bench_models.json`` (``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measurement import finish_record, start_record  # noqa: E402
 
 from pinmem.models import build_model  # noqa: E402
+from pinmem.runtime import AMP_MODES, autocast, resolve_device  # noqa: E402
 
 
 @dataclass
@@ -62,12 +66,6 @@ def _make(args: argparse.Namespace, memory: bool) -> torch.nn.Module:
     return model
 
 
-def _autocast(args: argparse.Namespace):
-    if args.amp == "bf16":
-        return torch.autocast(device_type=torch.device(args.device).type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def _sync(device: str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
@@ -76,7 +74,7 @@ def _sync(device: str) -> None:
 def _time_once(model: torch.nn.Module, x: torch.Tensor, args: argparse.Namespace) -> float:
     _sync(args.device)
     start = time.perf_counter()
-    with torch.no_grad(), _autocast(args):
+    with torch.no_grad(), autocast(args.amp, args.device):
         model(x)
     _sync(args.device)
     return time.perf_counter() - start
@@ -167,13 +165,13 @@ def run(args: argparse.Namespace) -> BenchResult:
 
 def _time_read(model: torch.nn.Module, x: torch.Tensor, args: argparse.Namespace) -> float:
     """Median time (ms) of the memory module alone (read + fusion) on the model's feature F."""
-    with torch.no_grad(), _autocast(args):
+    with torch.no_grad(), autocast(args.amp, args.device):
         feature = model(x).feature
     times = []
     for _ in range(max(args.repeats, 5)):
         _sync(args.device)
         start = time.perf_counter()
-        with torch.no_grad(), _autocast(args):
+        with torch.no_grad(), autocast(args.amp, args.device):
             model.memory(feature)
         _sync(args.device)
         times.append(time.perf_counter() - start)
@@ -182,24 +180,27 @@ def _time_read(model: torch.nn.Module, x: torch.Tensor, args: argparse.Namespace
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when available)")
     p.add_argument("--arch", default="deeplabv3plus")
     p.add_argument("--backbone", default="resnet50")
     p.add_argument("--size", default="1024x512", help="input width x height")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--amp", choices=["none", "bf16"], default="none")
+    p.add_argument("--amp", choices=AMP_MODES, default="none")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--json", type=Path, help="also write the result here")
+    p.add_argument("--out", "--json", type=Path, default=None,
+                   help="the JSON to write (default results/measurements/bench_models.json)")
     p.add_argument("--peak-only", choices=["plain", "memory"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.device = str(resolve_device(args.device))
     torch.set_num_threads(args.threads)
     if torch.device(args.device).type == "cuda":
         torch.backends.cudnn.benchmark = True
     if args.peak_only:
         print(f"{peak_memory_mb(args, args.peak_only == 'memory'):.1f}")
         return
+    record = start_record("bench_models", argv)
     result = run(args)
     print(
         f"{result.arch} {result.backbone} {result.size} batch {result.batch} on {result.device} "
@@ -210,8 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  memory module alone (read + fusion on F): {result.read_ms:.2f} ms")
     print(f"  median ratio memory/plain {result.ratio_median:.4f}  (pairs: {result.ratios})")
     print(f"  load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "")
-    if args.json:
-        args.json.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    finish_record(record, asdict(result), args.out)
 
 
 if __name__ == "__main__":

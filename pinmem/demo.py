@@ -143,7 +143,7 @@ def save_examples(checkpoints: dict[str, Path], roots: dict[str, Path], out: Pat
     """For ``count`` val images of each target: image | ground truth | each method's prediction, one PNG."""
     import cv2
 
-    from pinmem.inference import load
+    from pinmem.segmenter import load
 
     segmenters = {m: load(p) for m, p in checkpoints.items()}
     written = []

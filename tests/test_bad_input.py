@@ -222,7 +222,7 @@ def test_predict_on_empty_folders_non_images_and_a_file_as_output(tmp_path, chec
 
 
 def test_strip_upsampling_bounds_memory_and_matches_one_interpolation():
-    from pinmem.inference import upsample_argmax
+    from pinmem.segmenter import upsample_argmax
 
     logits = torch.randn(1, 19, 23, 31, generator=torch.Generator().manual_seed(0))
     whole = torch.nn.functional.interpolate(logits, size=(181, 247), mode="bilinear", align_corners=True)

@@ -70,12 +70,12 @@ def test_paper_rows_match_the_checkpoint_setup():
 
 
 def test_compare_paper_table_shows_paper_columns(tmp_path):
-    from pinmem.evaluation.evaluate import EvalResult, EvalSettings
+    from pinmem.evaluation import EvalResult, InferenceSettings
     from pinmem.evaluation.metrics import ConfusionMatrix
     from pinmem.evaluation.report import build_report, format_text
 
     cm = ConfusionMatrix(matrix=torch.eye(19, dtype=torch.int64) * 5)
-    res = EvalResult(cm, cm.metrics(), EvalSettings(), 1, "cityscapes", "val")
+    res = EvalResult(cm, cm.metrics(), InferenceSettings(), 1, "cityscapes", "val")
     cfg = load_config(None, ["method=pinmem", "model.backbone=resnet50"])
     text = format_text(build_report([res], "x.pt", cfg, 1, None, query_from_config(cfg)))
     assert "paper: Pin the Memory, G+S, DeepLabV3+ R50 (Table 1" in text

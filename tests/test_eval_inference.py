@@ -5,7 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-from pinmem.evaluation import ConfusionMatrix, evaluate, infer, merge_results, target_batchnorm, window_starts
+from pinmem.errors import ConfigError
+from pinmem.evaluation import (
+    ConfusionMatrix,
+    InferenceSettings,
+    evaluate,
+    infer,
+    merge_results,
+    target_batchnorm,
+    window_starts,
+)
 from pinmem.models import build_model
 
 
@@ -40,9 +49,10 @@ def test_window_starts_cover_and_stay_inside():
 
 def test_slide_equals_whole_when_the_window_covers_the_image(memory_model):
     x = torch.randn(2, 3, 64, 96)
-    whole = infer(memory_model, x, "whole", with_memory=True)
+    whole = infer(memory_model, x, with_memory=True)
     for crop in (96, 128):  # exactly the image's long side, or larger: one window
-        slide = infer(memory_model, x, "slide", crop=crop, stride=32, batch_size=2, with_memory=True)
+        settings = InferenceSettings(mode="slide", crop=crop, stride=32, batch_size=2)
+        slide = infer(memory_model, x, settings, with_memory=True)
         torch.testing.assert_close(slide.logits, whole.logits, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(slide.cosine, whole.cosine, atol=1e-5, rtol=1e-5)
     assert whole.logits.shape == (2, 19, 64, 96) and whole.cosine.shape == (2, 19, 64, 96)
@@ -50,18 +60,18 @@ def test_slide_equals_whole_when_the_window_covers_the_image(memory_model):
 
 def test_slide_averages_overlaps_exactly():
     model, x = Pointwise().eval(), torch.randn(2, 3, 50, 77)
-    whole = infer(model, x, "whole").logits
+    whole = infer(model, x).logits
     for crop, stride, pad in ((16, 16, False), (32, 8, False), (20, 13, True), (64, 10, True)):
-        slide = infer(model, x, "slide", crop=crop, stride=stride, batch_size=5, pad=pad).logits
+        slide = infer(model, x, mode="slide", crop=crop, stride=stride, batch_size=5, pad=pad).logits
         torch.testing.assert_close(slide, whole, atol=1e-5, rtol=1e-5)
     # flip: a pointwise model is flip-equivariant, so flipping changes nothing
-    torch.testing.assert_close(infer(model, x, "slide", flip=True, crop=32, stride=24).logits, whole)
+    torch.testing.assert_close(infer(model, x, mode="slide", flip=True, crop=32, stride=24).logits, whole)
 
 
 def test_padding_small_images_changes_context(memory_model):
     x = torch.randn(1, 3, 64, 64)
-    whole = infer(memory_model, x, "whole").logits
-    padded = infer(memory_model, x, "slide", crop=96, stride=64, pad=True).logits
+    whole = infer(memory_model, x).logits
+    padded = infer(memory_model, x, mode="slide", crop=96, stride=64, pad=True).logits
     assert padded.shape == whole.shape and not torch.allclose(padded, whole, atol=1e-4)
 
 
@@ -91,6 +101,9 @@ def test_target_bn_uses_batch_statistics_and_keeps_running_stats(memory_model):
     assert not memory_model.training and not bn.training and bn.track_running_stats
     assert not torch.allclose(out_tbn, infer(memory_model, x).logits)
     assert out_one.shape == (1, 19, 64, 64)
+    # the setting does the same as the context manager
+    torch.testing.assert_close(infer(memory_model, x, target_bn=True).logits, out_tbn, rtol=0, atol=0)
+    assert not bn.training and bn.track_running_stats
 
 
 class ListDataset:
@@ -141,9 +154,33 @@ def test_evaluate_restores_training_mode_and_merges_shards():
     assert full.settings.describe().startswith("sliding 16² windows, stride 12")
 
 
-def test_evaluate_rejects_bad_settings():
-    from pinmem.errors import ConfigError
+def test_merge_results_across_ranks_sums_counts_and_images():
+    """The cross-rank merge (``reduce``: a sum over ranks) gives every rank the whole split's result."""
+    model = Pointwise()
+    data = ListDataset(_items(6, seed=2))
+    full = evaluate(model, data)
+    shards = [evaluate(model, ListDataset(data.items[r::2])) for r in range(2)]
+    packed: list[torch.Tensor] = []
+    merge_results([shards[1]], reduce=lambda t: packed.append(t.clone()) or t)  # rank 1's contribution
+    on_rank0 = merge_results([shards[0]], reduce=lambda t: t + packed[0])
+    assert np.array_equal(on_rank0.confusion.matrix, full.confusion.matrix)
+    assert on_rank0.num_images == 6 and on_rank0.miou == full.miou
 
+
+def test_inference_settings_validate_resolve_and_record():
+    assert InferenceSettings.resolve(None, {"mode": "slide"}) == InferenceSettings(mode="slide")
+    with pytest.raises(TypeError, match="unknown inference setting"):
+        InferenceSettings.resolve(None, {"windows": 3})
+    for bad in ({"crop": 0}, {"stride": -1}, {"batch_size": 0}, {"mode": "tiles"}, {"amp": "fp8"}):
+        with pytest.raises(ConfigError):
+            InferenceSettings(**bad)
+    assert InferenceSettings(device=torch.device("cpu")).device == "cpu"
+    # what a result records (the JSON format): unchanged by the device or the batch size
+    assert list(InferenceSettings(batch_size=4, device="cpu").to_dict()) == [
+        "mode", "flip", "crop", "stride", "target_bn", "amp", "pad", "description"]
+
+
+def test_evaluate_rejects_bad_settings():
     with pytest.raises(ConfigError, match="mode"):
         evaluate(Pointwise(), ListDataset(_items(1)), mode="tiles")
     with pytest.raises(ConfigError, match="amp"):

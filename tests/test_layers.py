@@ -2,14 +2,15 @@
 
 Bottom-up, a module may import from its own layer and the layers below it, never from one above:
 
-0. ``pinmem.errors``
+0. ``pinmem.errors``, ``pinmem.runtime`` (errors; the device and autocast helpers)
 1. ``pinmem.data``, ``pinmem.models`` (datasets and networks; neither knows about training)
 2. ``pinmem.evaluation``, ``pinmem.synth`` (metrics and inference on a model; the procedural world)
-3. ``pinmem.engine.config``, ``pinmem.engine.distributed`` (what a method is configured with and runs in)
+3. ``pinmem.engine.config`` (with its ``config_checks``), ``pinmem.engine.distributed`` (what a method is configured
+   with and runs in)
 4. ``pinmem.methods`` (ERM, ISW, MLDG, Pin the Memory)
-5. ``pinmem.engine.checkpoint``, ``pinmem.engine.faults``, ``pinmem.engine.logging``, ``pinmem.engine.trainer``
-   (training, its files and its faults)
-6. ``pinmem.inference``, ``pinmem.export`` (a checkpoint in, predictions or an exported graph out)
+5. ``pinmem.engine.checkpoint``, ``pinmem.engine.faults``, ``pinmem.engine.hot_path``, ``pinmem.engine.logging``,
+   ``pinmem.engine.rng``, ``pinmem.engine.trainer`` (training, its files and its faults)
+6. ``pinmem.segmenter``, ``pinmem.export`` (a checkpoint in, predictions or an exported graph out)
 7. ``pinmem`` (the package's facade, ``pinmem.load``), ``pinmem.cli``, ``pinmem.commands``, ``pinmem.demo``
 
 Every module found under ``pinmem/`` must be placed here; there is no exception list.
@@ -23,13 +24,14 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "pinmem"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("pinmem.errors",),
+    ("pinmem.errors", "pinmem.runtime"),
     ("pinmem.data", "pinmem.models"),
     ("pinmem.evaluation", "pinmem.synth"),
-    ("pinmem.engine", "pinmem.engine.config", "pinmem.engine.distributed"),
+    ("pinmem.engine", "pinmem.engine.config", "pinmem.engine.config_checks", "pinmem.engine.distributed"),
     ("pinmem.methods",),
-    ("pinmem.engine.checkpoint", "pinmem.engine.faults", "pinmem.engine.logging", "pinmem.engine.trainer"),
-    ("pinmem.inference", "pinmem.export"),
+    ("pinmem.engine.checkpoint", "pinmem.engine.faults", "pinmem.engine.hot_path", "pinmem.engine.logging",
+     "pinmem.engine.rng", "pinmem.engine.trainer"),
+    ("pinmem.segmenter", "pinmem.export"),
     ("pinmem", "pinmem.__main__", "pinmem.cli", "pinmem.commands", "pinmem.demo"),
 ]
 #: packages whose modules sit in different layers: the name places the package's ``__init__`` only
@@ -118,7 +120,7 @@ def test_every_module_has_a_layer():
 def test_the_walk_sees_module_level_lazy_and_typing_imports():
     assert ("pinmem.errors", 7, "eager") in [(t, n, k) for t, n, k in imports("pinmem") if k == "eager"]
     assert any(t == "pinmem.engine.trainer" and k == "lazy" for t, _, k in imports("pinmem.commands.train"))
-    assert any(t == "pinmem.inference" and k == "typing" for t, _, k in imports("pinmem"))
+    assert any(t == "pinmem.segmenter" and k == "typing" for t, _, k in imports("pinmem"))
     assert ("pinmem.engine.config", "eager") in [(t, k) for t, _, k in imports("pinmem.methods.base")]
 
 

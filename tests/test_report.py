@@ -11,7 +11,8 @@ from conftest import optional_module
 from test_eval_support import make_checkpoint, run_cli
 
 from pinmem.engine.config import load_config
-from pinmem.evaluation.evaluate import EvalResult, EvalSettings
+from pinmem.evaluation.evaluate import EvalResult
+from pinmem.evaluation.inference import InferenceSettings
 from pinmem.evaluation.metrics import ConfusionMatrix
 from pinmem.evaluation.report import build_report, load_report, write_json
 
@@ -22,7 +23,7 @@ def _result(dataset, seed):
     matrix[16] = 0  # "train" absent from the ground truth ...
     matrix[:, 16] = 0  # ... and from the predictions: no IoU
     cm = ConfusionMatrix(matrix=matrix)
-    return EvalResult(cm, cm.metrics(), EvalSettings(mode="slide", flip=True), 3, dataset, "val")
+    return EvalResult(cm, cm.metrics(), InferenceSettings(mode="slide", flip=True), 3, dataset, "val")
 
 
 def _write(tmp_path, name, method, seed):

@@ -1,7 +1,7 @@
 """The ``pinmem`` sub-commands: one module per command family, each with ``register(subparsers)``.
 
 A command module only turns parsed arguments into calls of the library (``pinmem.data``, ``pinmem.engine``,
-``pinmem.evaluation``, ``pinmem.inference``, ``pinmem.export``, ``pinmem.synth``, ``pinmem.demo``) and returns
+``pinmem.evaluation``, ``pinmem.segmenter``, ``pinmem.export``, ``pinmem.synth``, ``pinmem.demo``) and returns
 the exit code; :mod:`pinmem.cli` builds the parser from :data:`COMMANDS` and dispatches. Heavy imports stay
 inside the ``cmd_*`` functions, so building the parser is cheap.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pinmem.commands.options import add_inference_options, positive_int
+from pinmem.commands.options import add_inference_options, inference_settings, positive_int
 from pinmem.errors import ConfigError
 
 
@@ -26,29 +26,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from pinmem.engine.checkpoint import load_checkpoint, load_model
     from pinmem.evaluation.evaluate import evaluate
     from pinmem.evaluation.paper import query_from_config
-    from pinmem.evaluation.report import build_report, format_text, write_json, write_outputs
-    from pinmem.inference import resolve_device
+    from pinmem.evaluation.report import build_report, format_text, write_json, write_report_files
+    from pinmem.runtime import resolve_device
 
     names, roots = args.dataset or [], args.root or []
     if not names or len(names) != len(roots):
         raise ConfigError(f"give one --root per --dataset (got {len(names)} --dataset and {len(roots)} --root)")
-    device = resolve_device(args.device)
+    settings = inference_settings(args)
+    device = resolve_device(settings.device)
     datasets = [build_dataset(n, r, args.split) for n, r in zip(names, roots, strict=True)]  # fail before loading
     model, config = load_model(args.checkpoint, map_location=device)
     iteration = load_checkpoint(args.checkpoint).get("iteration")
     results = []
     for name, dataset in zip(names, datasets, strict=True):
-        res = evaluate(model, _limited(dataset, args.limit), mode=args.mode, flip=args.flip, crop=args.crop,
-                       stride=args.stride, batch_size=args.batch_size, target_bn=args.target_bn, device=device,
-                       amp=args.amp, progress=not args.quiet, num_workers=args.workers, name=name, pad=args.pad)
+        res = evaluate(model, _limited(dataset, args.limit), settings, progress=not args.quiet,
+                       num_workers=args.workers, name=name)
         res.split = args.split
         results.append(res)
-    query = query_from_config(config, args.target_bn, args.paper_method) if args.compare_paper else None
+    query = query_from_config(config, settings.target_bn, args.paper_method) if args.compare_paper else None
     report = build_report(results, args.checkpoint, config, iteration, roots, query)
     print(format_text(report))
     written = []
     if args.out:
-        written += write_outputs(report, args.out)
+        written += write_report_files(report, args.out)
     if args.json:
         written.append(write_json(report, args.json))
     for path in written:
@@ -67,9 +67,7 @@ def register(subparsers: Any) -> None:
                    help=f"dataset name ({', '.join(sorted(DATASETS))}); repeat with --root for several targets")
     p.add_argument("--root", action="append", metavar="DIR", help="the dataset's root folder (one per --dataset)")
     p.add_argument("--split", default="val", help="split to score (default val)")
-    add_inference_options(p, "images per forward (whole; same-size images only) or windows per forward (slide)")
-    p.add_argument("--target-bn", action="store_true",
-                   help="BatchNorm uses the statistics of each target batch (TSMLDG); stored statistics unchanged")
+    add_inference_options(p)
     p.add_argument("--workers", type=int, default=2, help="image-reading worker processes (default 2)")
     p.add_argument("--limit", type=positive_int, default=None, help="score only the first N images of each split")
     p.add_argument("--json", metavar="FILE", help="write the full results (confusion matrices included) as JSON")

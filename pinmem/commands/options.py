@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+from pinmem.evaluation.inference import InferenceSettings
 
 
 def positive_int(text: str) -> int:
@@ -16,16 +19,24 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_inference_options(parser: argparse.ArgumentParser, batch_help: str) -> None:
-    """``--mode/--flip/--crop/--stride/--pad/--device/--amp/--batch-size/--quiet`` (``eval`` and ``predict``)."""
-    parser.add_argument("--mode", choices=("whole", "slide"), default="whole",
-                        help="whole image (default) or sliding windows (logits averaged over overlaps)")
-    parser.add_argument("--flip", action="store_true", help="also average the horizontally flipped prediction")
-    parser.add_argument("--crop", type=positive_int, default=768, help="sliding window size (default 768)")
-    parser.add_argument("--stride", type=positive_int, default=512, help="sliding window stride (default 512)")
-    parser.add_argument("--pad", action="store_true",
-                        help="slide: pad images smaller than a window instead of shrinking the window")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast (default none)")
-    parser.add_argument("--batch-size", type=positive_int, default=1, help=batch_help)
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """One option per field of :class:`~pinmem.evaluation.inference.InferenceSettings` (``--mode``, ``--flip``,
+    ``--crop``, ``--stride``, ``--pad``, ``--batch-size``, ``--target-bn``, ``--amp``, ``--device``; defaults
+    and help from the dataclass), and ``--quiet``. :func:`inference_settings` reads them back."""
+    for spec in dataclasses.fields(InferenceSettings):
+        flag = "--" + spec.name.replace("_", "-")
+        meta = spec.metadata
+        default = meta.get("cli_default", spec.default)
+        if isinstance(spec.default, bool):
+            parser.add_argument(flag, action="store_true", help=meta["help"])
+        elif isinstance(spec.default, int):
+            parser.add_argument(flag, type=positive_int, default=default, help=meta["help"])
+        else:
+            parser.add_argument(flag, choices=meta.get("choices"), default=default, help=meta["help"])
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def inference_settings(args: argparse.Namespace) -> InferenceSettings:
+    """The :class:`~pinmem.evaluation.inference.InferenceSettings` of options added by
+    :func:`add_inference_options`."""
+    return InferenceSettings(**{name: getattr(args, name) for name in InferenceSettings.field_names()})

@@ -6,18 +6,16 @@ import argparse
 import sys
 from typing import Any
 
-from pinmem.commands.options import add_inference_options
+from pinmem.commands.options import add_inference_options, inference_settings
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from pinmem.evaluation.predict import predict_files
-    from pinmem.inference import DEFAULT_MAX_PIXELS, load
+    from pinmem.segmenter import DEFAULT_MAX_PIXELS, load
 
     max_side = args.max_side or None
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
-    segmenter = load(args.checkpoint, device=args.device, mode=args.mode, flip=args.flip, crop=args.crop,
-                     stride=args.stride, max_side=max_side, amp=args.amp, batch_size=args.batch_size, pad=args.pad,
-                     max_pixels=max_pixels)
+    segmenter = load(args.checkpoint, inference_settings(args), max_side=max_side, max_pixels=max_pixels)
     summary = predict_files(segmenter, args.inputs, args.out, memory=args.memory_map, recursive=args.recursive,
                             alpha=args.alpha, progress=not args.quiet)
     print(f"wrote {len(summary.outputs)} files for {summary.written} images to {args.out}")
@@ -44,5 +42,5 @@ def register(subparsers: Any) -> None:
                    help="skip, with a message, images with more than N pixels, checked before decoding (default "
                         "100 megapixels; 0 = only the decoder's limit, 268 megapixels)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colour mask (default 0.5)")
-    add_inference_options(p, "windows per forward in slide mode")
+    add_inference_options(p)
     p.set_defaults(func=cmd_predict)

@@ -1,17 +1,17 @@
-"""``evaluate(model, dataset, ...)``: one streamed confusion matrix over a dataset split (docs/method.md §8).
+"""``evaluate(model, dataset, settings)``: one streamed confusion matrix over a dataset split (docs/method.md §8).
 
 Images are read one by one (optionally by DataLoader workers) and grouped into batches of up to
-``batch_size`` *consecutive images of the same size*; a size change flushes the batch. Only the running
+``settings.batch_size`` *consecutive images of the same size*; a size change flushes the batch. Only the running
 confusion matrix is kept, so memory stays bounded whatever the number of images. The trainer calls this for
-periodic validation (``progress=False``); ``pinmem eval`` calls it per target.
+periodic validation (``progress=False``); ``pinmem eval`` calls it per target. Shards of one split (several
+ranks, several processes) are combined with :func:`merge_results`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,37 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from pinmem.data.labels import NUM_CLASSES
-from pinmem.errors import ConfigError
+from pinmem.evaluation.inference import InferenceSettings, infer
 from pinmem.evaluation.metrics import ConfusionMatrix, SegmentationMetrics
-from pinmem.evaluation.sliding import MODES, infer, target_batchnorm
-
-AMP_MODES = ("none", "bf16", "fp16")
-
-
-@dataclass
-class EvalSettings:
-    """How predictions were made; stored beside every number (docs/method.md §8: say which mode a number used)."""
-
-    mode: str = "whole"
-    flip: bool = False
-    crop: int = 768
-    stride: int = 512
-    target_bn: bool = False
-    amp: str = "none"
-    pad: bool = False
-
-    def describe(self) -> str:
-        text = "whole image" if self.mode == "whole" else f"sliding {self.crop}² windows, stride {self.stride}"
-        if self.mode == "slide" and self.pad:
-            text += ", small images padded"
-        text += ", single scale" + (", + horizontal flip" if self.flip else ", no flip")
-        if self.target_bn:
-            text += ", target-batch BN statistics"
-        return text
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "flip": self.flip, "crop": self.crop, "stride": self.stride,
-                "target_bn": self.target_bn, "amp": self.amp, "pad": self.pad, "description": self.describe()}
+from pinmem.runtime import model_device, resolve_device
 
 
 @dataclass
@@ -61,7 +33,7 @@ class EvalResult:
 
     confusion: ConfusionMatrix
     metrics: SegmentationMetrics
-    settings: EvalSettings
+    settings: InferenceSettings
     num_images: int
     dataset: str = ""
     split: str = ""
@@ -85,14 +57,25 @@ class EvalResult:
         }
 
 
-def merge_results(results: Sequence[EvalResult]) -> EvalResult:
-    """Combine shards of one split (e.g. from several ranks): confusion matrices and image counts add."""
+def merge_results(results: Sequence[EvalResult], reduce: Callable[[Tensor], Tensor] | None = None) -> EvalResult:
+    """Combine shards of one split: confusion matrices and image counts add (exactly: they are counts).
+
+    ``results`` are the shards this process holds. ``reduce``, for shards spread over ranks, is called once with
+    an int64 CPU tensor (the K×K counts flattened, then the number of images) and must return its sum over the
+    ranks (e.g. ``lambda t: context.sum_(t.to(context.device))``); every rank then gets the whole split's result.
+    """
     if not results:
         raise ValueError("merge_results needs at least one result")
-    total = ConfusionMatrix.sum((r.confusion for r in results), results[0].confusion.num_classes)
     first = results[0]
-    return EvalResult(total, total.metrics(), first.settings, sum(r.num_images for r in results), first.dataset,
-                      first.split, max(r.seconds for r in results), dict(first.extra))
+    total = ConfusionMatrix.sum((r.confusion for r in results), first.confusion.num_classes)
+    num_images = sum(r.num_images for r in results)
+    if reduce is not None:
+        packed = torch.cat([total.tensor().flatten().cpu(), torch.tensor([num_images], dtype=torch.int64)])
+        packed = reduce(packed).cpu()
+        total = ConfusionMatrix(total.num_classes, packed[:-1].reshape(total.num_classes, total.num_classes))
+        num_images = int(packed[-1])
+    return EvalResult(total, total.metrics(), first.settings, num_images, first.dataset, first.split,
+                      max(r.seconds for r in results), dict(first.extra))
 
 
 def _batches(items: Iterable[dict[str, Any]], batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -112,19 +95,6 @@ def _batches(items: Iterable[dict[str, Any]], batch_size: int) -> Iterator[tuple
         yield torch.stack(images), torch.stack(labels)
 
 
-def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    if amp == "none":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    return torch.device("cpu")
-
-
 def _iterate(dataset: Any, num_workers: int) -> Iterable[dict[str, Any]]:
     if num_workers > 0:
         return torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers)
@@ -134,47 +104,32 @@ def _iterate(dataset: Any, num_workers: int) -> Iterable[dict[str, Any]]:
 def evaluate(
     model: nn.Module,
     dataset: Any,
-    mode: str = "whole",
-    flip: bool = False,
-    crop: int = 768,
-    stride: int = 512,
-    batch_size: int = 1,
-    target_bn: bool = False,
-    device: torch.device | str | None = None,
-    amp: str = "none",
+    settings: InferenceSettings | None = None,
+    *,
     progress: bool = False,
     num_workers: int = 0,
     num_classes: int = NUM_CLASSES,
     name: str | None = None,
-    pad: bool = False,
+    **overrides: Any,
 ) -> EvalResult:
     """Score ``model`` on ``dataset`` (items: dicts with a normalised ``image`` 3×H×W and ``label`` H×W trainIds).
 
     Args:
-        mode: ``whole`` (one forward per image) or ``slide`` (``crop``² windows every ``stride`` pixels, logits
-            averaged over overlaps; ``pad``: pad images smaller than a window instead of shrinking the window);
-            see :mod:`pinmem.evaluation.sliding`.
-        flip: also average the logits of the horizontally flipped image.
-        batch_size: images per forward in ``whole`` mode (consecutive images of equal size only), windows per
-            forward in ``slide`` mode.
-        target_bn: BatchNorm uses the statistics of the current batch (TSMLDG); running stats are kept.
-        device: where to run; default: where the model's parameters are. The model is moved if needed.
-        amp: ``none``, ``bf16`` or ``fp16`` autocast (the logits are accumulated in float32).
+        settings: how logits are computed (:class:`~pinmem.evaluation.inference.InferenceSettings`: whole image
+            or sliding windows, flip, target BN, autocast, batch size, device); default: its defaults.
+            ``settings.batch_size`` is images per forward in ``whole`` mode (consecutive images of equal size
+            only), windows per forward in ``slide`` mode. ``settings.device`` None: where the model's parameters
+            are; otherwise the model is moved there.
         progress: show a tqdm bar over images.
         num_workers: DataLoader worker processes reading images (0: read in this process).
+        overrides: fields of ``settings`` to replace, e.g. ``mode="slide", batch_size=8``.
 
     The model is put in eval mode for the pass and its previous train/eval state is restored afterwards.
     """
-    if mode not in MODES:
-        raise ConfigError(f"evaluation mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if amp not in AMP_MODES:
-        raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
-    if batch_size < 1 or crop < 1 or stride < 1:
-        raise ConfigError(f"batch_size, crop and stride must be positive (got {batch_size}, {crop}, {stride})")
-    device = torch.device(device) if device is not None else _model_device(model)
+    settings = InferenceSettings.resolve(settings, overrides)
+    device = model_device(model) if settings.device is None else resolve_device(settings.device)
     model.to(device)
     dtype = next(model.parameters()).dtype  # float32, or float64 for a model trained with train.dtype=float64
-    settings = EvalSettings(mode, bool(flip), int(crop), int(stride), bool(target_bn), amp, bool(pad))
     confusion = ConfusionMatrix(num_classes)
     was_training = model.training
     start = time.perf_counter()
@@ -186,12 +141,10 @@ def evaluate(
         bar = tqdm(total=len(dataset), desc=f"eval {name or getattr(dataset, 'name', '')}".rstrip(), unit="img")
     try:
         model.eval()
-        norm_ctx = target_batchnorm(model) if target_bn else contextlib.nullcontext()
-        with norm_ctx, torch.no_grad():
-            for images, labels in _batches(_iterate(dataset, num_workers), batch_size):
+        with torch.no_grad():
+            for images, labels in _batches(_iterate(dataset, num_workers), settings.batch_size):
                 images = images.to(device, dtype, non_blocking=True)
-                with _autocast(device, amp):
-                    out = infer(model, images, mode, flip, crop, stride, batch_size, pad=pad)
+                out = infer(model, images, settings)
                 confusion.update(out.logits.argmax(1), labels.to(device, non_blocking=True))
                 count += images.shape[0]
                 if bar is not None:

@@ -97,7 +97,7 @@ def overlay(rgb: np.ndarray, colours: np.ndarray, alpha: float = 0.5, rows: int 
     return out
 
 
-def write_outputs(out: Path, name: str, rgb: np.ndarray, train_ids: np.ndarray,
+def write_prediction(out: Path, name: str, rgb: np.ndarray, train_ids: np.ndarray,
                   memory_slots: np.ndarray | None = None, alpha: float = 0.5) -> list[Path]:
     """Write the PNGs for one image (RGB arrays are converted to OpenCV's BGR order here)."""
     colours = colorize(train_ids)
@@ -134,7 +134,7 @@ def predict_files(
     progress: bool = False,
     report: Callable[[str], None] | None = None,
 ) -> PredictSummary:
-    """Segment every input image with ``segmenter`` (a :class:`pinmem.inference.Segmenter`) into ``out``.
+    """Segment every input image with ``segmenter`` (a :class:`pinmem.segmenter.Segmenter`) into ``out``.
 
     An input that is missing or cannot be decoded is reported through ``report`` (default: an error line on
     stderr) and skipped; the others are still processed. Raises :class:`PinmemError` when nothing matches.
@@ -169,6 +169,6 @@ def predict_files(
             report(f"pinmem: error: {err}")
             continue
         pred = segmenter.run(rgb, keep_logits=False, memory=memory)  # type: ignore[attr-defined]
-        summary.outputs += write_outputs(out, name, rgb, pred.train_ids, pred.memory_slots, alpha)
+        summary.outputs += write_prediction(out, name, rgb, pred.train_ids, pred.memory_slots, alpha)
         summary.written += 1
     return summary

@@ -262,7 +262,7 @@ def format_csv(report: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def write_outputs(report: dict[str, Any], out_dir: str | Path, stem: str = "results") -> list[Path]:
+def write_report_files(report: dict[str, Any], out_dir: str | Path, stem: str = "results") -> list[Path]:
     """``<stem>.json``, ``<stem>.csv`` and ``<stem>.md`` under ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

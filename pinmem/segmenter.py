@@ -1,19 +1,22 @@
 """Python API for prediction: ``pinmem.load(checkpoint)`` → :class:`Segmenter`.
 
 >>> import pinmem
->>> seg = pinmem.load("runs/pinmem/last.pt")                # device="cpu", mode="whole"
+>>> seg = pinmem.load("runs/pinmem/last.pt")                # on the CPU, whole image
 >>> train_ids = seg.predict(rgb)                            # H×W×3 uint8 RGB -> H×W uint8 trainIds
 >>> logits = seg.predict_logits(rgb)                        # 19×H×W float32
+>>> seg = pinmem.load(path, mode="slide", flip=True, device="cuda", amp="bf16")   # InferenceSettings' fields
 
 Only the checkpoint is needed: its configuration is stored inside it, so no config file, dataset or CLI is
 involved. Checkpoints are read with ``torch.load(weights_only=True)``; see :mod:`pinmem.engine.checkpoint`.
+How the logits are computed (mode, flip, windows, batch size, target BN, autocast, device) is one
+:class:`~pinmem.evaluation.inference.InferenceSettings`, shared with ``evaluate`` and the command line.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,26 +29,14 @@ from pinmem.data.labels import NUM_CLASSES
 from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 from pinmem.engine.checkpoint import load_model
 from pinmem.errors import ConfigError, PinmemError
-from pinmem.evaluation.sliding import MODES, infer
+from pinmem.evaluation.inference import InferenceSettings, infer
+from pinmem.runtime import model_device, resolve_device
 
 #: the default largest input (pixels) :class:`Segmenter` accepts: 100 megapixels, e.g. 12000×8000
 DEFAULT_MAX_PIXELS = 100_000_000
 #: output pixels per strip when logits are upsampled to the input size and reduced to one id per pixel, so that
 #: a large photo never holds K×H×W floats at once
 STRIP_PIXELS = 1 << 22
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None → CUDA if available, else CPU; a CUDA device without CUDA is a clear error."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"unknown device {device!r} (use cpu, cuda, cuda:N or auto)") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return dev
 
 
 @dataclass
@@ -63,46 +54,36 @@ class Segmenter:
 
     Args:
         model: a pinmem segmentation model (or any module whose output has ``.logits`` or is the logits).
-        device: where to run.
-        mode: ``whole`` or ``slide`` (see :mod:`pinmem.evaluation.sliding`); ``crop``/``stride`` for ``slide``.
-        flip: average with the horizontally flipped image.
+        settings: how logits are computed (:class:`~pinmem.evaluation.inference.InferenceSettings`: ``whole`` or
+            ``slide`` with ``crop``/``stride``/``batch_size``/``pad``, ``flip``, ``target_bn``, ``amp``,
+            ``device``); ``overrides`` replace its fields. ``device`` None: where the model is.
         max_side: if set, images whose longer side exceeds it are shrunk to it for the forward pass and the
             logits are resized back; the output is always at the input size.
         max_pixels: larger inputs are refused with :class:`pinmem.data.io.ImageTooLargeError` (files before
             they are decoded); None or 0: only the decoder's limit. Without ``keep_logits`` the upsampling to the
             input size runs in strips, so memory grows with the input's pixels, not with pixels × classes.
-        amp: ``none`` / ``bf16`` / ``fp16`` autocast.
-        batch_size: windows per forward pass in ``slide`` mode.
-        pad: ``slide``: pad images smaller than a window instead of shrinking the window.
+        config: the training configuration of the checkpoint (kept for reference).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        device: str | torch.device = "cpu",
-        mode: str = "whole",
-        flip: bool = False,
-        crop: int = 768,
-        stride: int = 512,
+        settings: InferenceSettings | None = None,
+        *,
         max_side: int | None = None,
-        amp: str = "none",
-        config: object | None = None,
-        batch_size: int = 1,
-        pad: bool = False,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        config: object | None = None,
+        **overrides: Any,
     ) -> None:
-        if mode not in MODES:
-            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.settings = InferenceSettings.resolve(settings, overrides)
         if max_side is not None and max_side < 1:
             raise ConfigError(f"max_side must be positive, got {max_side}")
         if max_pixels is not None and max_pixels < 0:
             raise ConfigError(f"max_pixels must not be negative, got {max_pixels}")
         self.max_pixels = max_pixels or None
-        self.device = resolve_device(device)
+        self.max_side, self.config = max_side, config
+        self.device = model_device(model) if self.settings.device is None else resolve_device(self.settings.device)
         self.model = model.to(self.device).eval()
-        self.mode, self.flip, self.crop, self.stride = mode, flip, int(crop), int(stride)
-        self.max_side, self.amp, self.config = max_side, amp, config
-        self.batch_size, self.pad = int(batch_size), bool(pad)
 
     @property
     def has_memory(self) -> bool:
@@ -122,12 +103,6 @@ class Segmenter:
         return to_rgb_uint8(array, bgr=False) if (array.ndim != 3 or array.shape[2] != 3 or
                                                    array.dtype != np.uint8) else array
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp == "none":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
     @torch.no_grad()
     def run(self, image: np.ndarray | str | Path, keep_logits: bool = True, memory: bool = False) -> Prediction:
         """Everything at once: trainIds, optionally logits and the memory-slot map, all at the input size."""
@@ -138,8 +113,7 @@ class Segmenter:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         x = normalize(rgb).unsqueeze(0).to(self.device)
-        with self._autocast():
-            out = infer(self.model, x, self.mode, self.flip, self.crop, self.stride, self.batch_size, memory, self.pad)
+        out = infer(self.model, x, self.settings, with_memory=memory)
         logits, cosine = out.logits, out.cosine
         slots = None if cosine is None else upsample_argmax(cosine, (h, w))
         if not keep_logits:
@@ -178,27 +152,22 @@ class Segmenter:
         return int(getattr(self.model, "num_classes", NUM_CLASSES))
 
     def __repr__(self) -> str:
-        return (f"Segmenter({type(self.model).__name__}, device={self.device}, mode={self.mode!r}, "
-                f"flip={self.flip}, max_side={self.max_side})")
+        return (f"Segmenter({type(self.model).__name__}, device={self.device}, {self.settings.describe()}, "
+                f"max_side={self.max_side})")
 
 
-def load(
-    checkpoint: str | Path,
-    device: str | torch.device = "cpu",
-    mode: str = "whole",
-    flip: bool = False,
-    crop: int = 768,
-    stride: int = 512,
-    max_side: int | None = None,
-    amp: str = "none",
-    batch_size: int = 1,
-    pad: bool = False,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> Segmenter:
-    """A :class:`Segmenter` from a pinmem checkpoint file (weights, memory and architecture come from it)."""
-    dev = resolve_device(device)
-    model, config = load_model(checkpoint, map_location=dev)
-    return Segmenter(model, dev, mode, flip, crop, stride, max_side, amp, config, batch_size, pad, max_pixels)
+def load(checkpoint: str | Path, settings: InferenceSettings | None = None, **options: Any) -> Segmenter:
+    """A :class:`Segmenter` from a pinmem checkpoint file (weights, memory and architecture come from it).
+
+    ``options``: fields of :class:`~pinmem.evaluation.inference.InferenceSettings` to replace in ``settings``
+    (``mode="slide"``, ``device="cuda"`` …) and the :class:`Segmenter` options ``max_side``, ``max_pixels``.
+    The model is loaded onto ``settings.device`` (None: the CPU).
+    """
+    names = InferenceSettings.field_names()
+    settings = InferenceSettings.resolve(settings, {k: v for k, v in options.items() if k in names})
+    device = resolve_device(settings.device or "cpu")
+    model, config = load_model(checkpoint, map_location=device)
+    return Segmenter(model, settings, config=config, **{k: v for k, v in options.items() if k not in names})
 
 
 def upsample_argmax(scores: torch.Tensor, size: tuple[int, int], strip_pixels: int = STRIP_PIXELS) -> np.ndarray:

@@ -1,0 +1,71 @@
+"""The record every CPU measurement benchmark writes beside its numbers, so that a number in the README or the docs
+comes from a committed file: ``results/measurements/<name>.json`` with the git commit, the exact command, the
+machine, its load average before and after (a number measured beside other jobs can be told apart) and the
+wall time.
+
+    record = start_record("bench_synth", argv)       # argv: the script's arguments (None: sys.argv[1:])
+    ...measure...
+    path = finish_record(record, {"render_s": 21.0, ...}, out)   # out: None -> results/measurements/<name>.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+MEASUREMENTS = REPO / "results" / "measurements"
+
+
+def git_commit() -> str:
+    """``HEAD``'s hash, with ``-dirty`` when tracked files differ from it (``unknown`` outside a checkout)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
+
+
+def start_record(name: str, argv: list[str] | None = None, script: str | None = None) -> dict[str, Any]:
+    """The header of a measurement: taken before measuring (the load average then, the start time)."""
+    import torch
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    return {
+        "benchmark": name,
+        "git_commit": git_commit(),
+        "command": shlex.join(["python", f"benchmarks/{script or name + '.py'}", *args]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cpu_count": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+                    "python": platform.python_version(), "torch": torch.__version__,
+                    "nice": os.nice(0) if hasattr(os, "nice") else None},
+        "load_average_before": _load(),
+        "_start": time.perf_counter(),
+    }
+
+
+def finish_record(record: dict[str, Any], results: dict[str, Any], out: str | Path | None = None) -> Path:
+    """Add ``results``, the load average now and the wall time; write the JSON (default
+    ``results/measurements/<name>.json``) and return its path."""
+    final = {k: v for k, v in record.items() if k != "_start"}
+    final["load_average_after"] = _load()
+    final["wall_s"] = round(time.perf_counter() - record["_start"], 1)
+    final["results"] = results
+    path = Path(out) if out is not None else MEASUREMENTS / f"{record['benchmark']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(final, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+    return path
