@@ -322,7 +322,12 @@ def build_train_loader(
     on_bad_sample: str = "stop",
 ) -> torch.utils.data.DataLoader:
     """A DataLoader yielding ``{domain: {"image", "label", "index"}}`` per iteration for this rank (or a
-    :class:`BadBatch`, see the module docstring). Its workers ignore the stop signals (:func:`ignore_stop_signals`)."""
+    :class:`BadBatch`, see the module docstring). Its workers ignore the stop signals (:func:`ignore_stop_signals`).
+
+    For a GPU (the trainer's settings): ``pin_memory`` puts the batches in page-locked memory, so that the
+    trainer's ``non_blocking`` copies to the device return at once; with workers, each keeps ``prefetch_factor``
+    batches ready (default 2) and the workers persist (``persistent_workers``: a loader iterated again, e.g. by a
+    benchmark, does not start new processes; the trainer iterates its loader once, over all iterations)."""
     dataset = MultiDomainDataset(datasets, on_bad_sample)
     sampler = MultiDomainBatchSampler(dataset.domain_sizes, config)
     sampler.start_iteration = start_iteration

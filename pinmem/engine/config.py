@@ -5,15 +5,14 @@ overrides, validates types and values, and returns a :class:`Config`. Unknown ke
 nearest valid key; a wrong type, a value out of range or an unknown choice is one line naming the key, the value
 and what is valid. ``train.amp`` also takes what YAML users write: ``false``/``off`` mean ``none``,
 ``true``/``on`` mean ``bf16``. Dataset roots come from ``data.root`` (default: the ``PINMEM_DATA`` environment variable,
-else ``./data``) joined with the dataset name, unless ``data.roots.<name>`` gives a path of its own.
+else ``./data``) joined with the dataset name, unless ``data.roots.<name>`` gives a path of its own. The value
+checks (choices, ranges, combinations that cannot work) are in :mod:`pinmem.engine.config_checks`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,9 +23,11 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from pinmem.engine.config_checks import CHOICES, METHODS, normalise, show, validate
 from pinmem.errors import ConfigError
 
-METHODS = ("erm", "ibn", "isw", "mldg", "pinmem")
+__all__ = ["CHOICES", "METHODS", "Config", "load_config", "model_kwargs", "to_dict", "to_yaml", "from_dict",
+           "validate"]
 
 
 @dataclass
@@ -58,6 +59,9 @@ class DataConfig:
     #: samples per epoch (each sample = one image from every source), 2975 as released
     epoch_length: int = 2975
     num_workers: int = 4
+    #: batches each loader worker prepares ahead (with num_workers > 0); the loader pins them in page-locked
+    #: memory when training on a GPU, so that their copies to the device run asynchronously
+    prefetch_factor: int = 2
     #: the released strong ColorJitter(0.8, 0.8, 0.8, 0.3) on the first source, mldg/pinmem (docs/method.md §6)
     strong_jitter_first_source: bool = False
     #: a training sample that cannot be read (truncated or empty file, image/label sizes that differ, label
@@ -95,6 +99,12 @@ class TrainConfig:
     dtype: str = "float32"
     device: str = "auto"
     progress: bool = True
+    #: model and input batches in the channels-last (NHWC) memory format: faster convolutions on GPUs with
+    #: tensor cores (bf16); the same numbers to rounding (README, "GPU options")
+    channels_last: bool = False
+    #: ``torch.compile`` the backbone (the encoder's trunk); where compiling fails, a logged warning and the
+    #: uncompiled backbone. Not with meta.first_order=false for mldg/pinmem (double backward)
+    compile: bool = False
 
 
 @dataclass
@@ -182,29 +192,6 @@ def model_kwargs(config: Config, load_backbone: bool = True) -> dict[str, Any]:
     }
 
 
-CHOICES: dict[str, tuple[Any, ...]] = {
-    "method": METHODS,
-    "model.arch": ("deeplabv3plus", "deeplabv2"),
-    "model.backbone": ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0"),
-    "model.output_stride": (None, 8, 16),
-    "model.norm": (None, "bn", "ibn", "isw"),
-    "data.on_bad_sample": ("stop", "skip"),
-    "train.schedule": ("exp", "poly"),
-    "train.amp": ("none", "bf16", "fp16"),
-    "train.dtype": ("float32", "float64"),
-}
-POSITIVE = ("train.iterations", "train.batch_per_domain", "train.crop_size", "data.epoch_length", "model.num_classes",
-            "train.log_every", "train.exp_horizon", "pinmem.init_images", "isw.trials", "isw.images_per_trial",
-            "isw.clusters")
-NON_NEGATIVE = ("train.val_every", "train.ckpt_every", "train.lr", "train.weight_decay", "data.num_workers",
-                "train.momentum", "train.exp_rate", "train.poly_power", "meta.inner_lr_ratio", "meta.first_inner_lr",
-                "pinmem.lambda_coh", "pinmem.lambda_div", "isw.start_epoch", "isw.weight")
-#: what users write for ``train.amp`` in YAML or on the command line (booleans arrive as "False"/"True")
-AMP_ALIASES = {"false": "none", "off": "none", "no": "none", "0": "none",
-               "true": "bf16", "on": "bf16", "yes": "bf16", "1": "bf16"}
-DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
-
-
 def _field_type(key: str) -> Any:
     """The declared type of a dotted key (``train.iterations`` -> int), or None if there is no such field."""
     node: Any = Config
@@ -228,10 +215,6 @@ def _describe(hint: Any, key: str) -> str:
     words = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
              list: f"a list such as {key}=[a,b]", dict: f"a mapping: set its entries, e.g. {key}.NAME=VALUE"}
     return words.get(typing.get_origin(hint) or hint, getattr(hint, "__name__", str(hint)))
-
-
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _all_keys(node: Any, prefix: str = "") -> list[str]:
@@ -259,7 +242,7 @@ def _explain(err: OmegaConfBaseException, valid: list[str], source: str, item: s
         value = item.split("=", 1)[1] if getattr(err, "value", None) is None and item else getattr(err, "value", None)
         choices = CHOICES.get(key)
         tail = f" (valid: {', '.join(map(str, choices))})" if choices else ""
-        return ConfigError(f"{source}: {key}={_show(value)} is not {_describe(hint, key)}{tail}")
+        return ConfigError(f"{source}: {key}={show(value)} is not {_describe(hint, key)}{tail}")
     message = str(err).splitlines()[0]
     return ConfigError(f"{source}: bad value for {key!r}: {message}" if key else f"{source}: {message}")
 
@@ -317,81 +300,6 @@ def load_config(
     normalise(config)
     validate(config)
     return config
-
-
-def normalise(config: Config) -> None:
-    """Spellings users write for a valid value: ``train.amp`` false/off -> none, true/on -> bf16, any case."""
-    amp = str(config.train.amp).strip().lower()
-    config.train.amp = AMP_ALIASES.get(amp, amp)
-
-
-def _get(config: Config, dotted: str) -> Any:
-    value: Any = config
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    return value
-
-
-def validate(config: Config) -> None:
-    """Value checks the type system does not make; each error is one line naming the key, the value and what is
-    valid."""
-    for key, allowed in CHOICES.items():
-        value = _get(config, key)
-        if value not in allowed:
-            strings = [a for a in allowed if isinstance(a, str)]
-            close = difflib.get_close_matches(str(value), strings, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{key}={_show(value)} is not one of {', '.join(map(str, allowed))}{hint}")
-    for key in POSITIVE:
-        value = _get(config, key)
-        if not value > 0 or not math.isfinite(value):
-            raise ConfigError(f"{key}={value} is not valid: it must be positive")
-    for key in NON_NEGATIVE:
-        value = _get(config, key)
-        if not value >= 0 or not math.isfinite(value):
-            raise ConfigError(f"{key}={value} is not valid: it must be zero or positive")
-    if not 0 <= config.pinmem.memory_momentum <= 1:
-        raise ConfigError(f"pinmem.memory_momentum={config.pinmem.memory_momentum} is not valid: it must be in [0, 1]")
-    _validate_datasets(config)
-    _validate_device(config.train.device)
-    out = Path(config.train.out_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"train.out_dir={str(out)!r} is a file, not a folder")
-    if not config.data.sources:
-        raise ConfigError("data.sources is empty: give at least one source dataset")
-    if config.method in ("mldg", "pinmem") and len(config.data.sources) < 2 and config.train.batch_per_domain < 2:
-        raise ConfigError(f"method {config.method} with a single source splits each batch into meta-train and "
-                          "meta-test halves: train.batch_per_domain must be at least 2")
-    if config.train.amp == "fp16" and config.train.device == "cpu":
-        raise ConfigError("train.amp=fp16 needs a GPU; use bf16 on CPU")
-    if config.method == "isw" and config.norm != "isw":
-        raise ConfigError("method isw needs model.norm=isw (or leave model.norm unset)")
-
-
-def _validate_datasets(config: Config) -> None:
-    from pinmem.data import DATASETS
-
-    named = [(key, name) for key in ("data.sources", "data.targets") for name in _get(config, key)]
-    named += [(f"data.roots.{name}", name) for name in config.data.roots]
-    for key, name in named:
-        if str(name).lower() not in DATASETS:
-            close = difflib.get_close_matches(str(name).lower(), list(DATASETS), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{key}: unknown dataset {_show(name)} (valid: {', '.join(DATASETS)}){hint}")
-    for key in ("data.sources", "data.targets"):
-        if len({str(n).lower() for n in _get(config, key)}) < len(_get(config, key)):
-            raise ConfigError(f"{key}={list(_get(config, key))} names a dataset twice")
-
-
-def _validate_device(device: str) -> None:
-    if not DEVICE.fullmatch(str(device)):
-        raise ConfigError(f"train.device={_show(device)} is not a device (valid: auto, cpu, cuda, cuda:N, mps)")
-    if str(device).startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(f"train.device={device!r} but this torch ({torch.__version__}) sees no CUDA device; "
-                              "use train.device=cpu or auto")
 
 
 def to_dict(config: Config) -> dict[str, Any]:

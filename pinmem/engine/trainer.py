@@ -5,7 +5,10 @@ method, SGD with the ``exp``/``poly`` schedule and, for Pin the Memory, initiali
 then runs ``train.iterations`` iterations with a progress bar, JSON-lines and TensorBoard logs, optional periodic
 validation and checkpoints, and a final validation on the targets. ``Trainer(config, resume=PATH).fit()``
 continues a run: weights, memory, optimiser, schedule, scaler, RNG states and data position come from the
-checkpoint, so a resumed run follows the uninterrupted one bit for bit (CPU, same seed).
+checkpoint, so a resumed run follows the uninterrupted one bit for bit (CPU, same seed). The per-iteration work
+around the method's step is kept free of host-device synchronisation (:mod:`pinmem.engine.hot_path`): pinned,
+prefetched batches copied with ``non_blocking``, losses read every ``train.log_every`` iterations, and the one
+synchronisation of the finiteness check.
 """
 
 from __future__ import annotations
@@ -13,11 +16,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -39,7 +40,9 @@ from pinmem.engine.faults import (
     interrupted,
     step_flags,
 )
+from pinmem.engine.hot_path import compile_encoder, cudnn_benchmark, loss_tensors, loss_values, to_device
 from pinmem.engine.logging import MetricLogger
+from pinmem.engine.rng import rng_state, seed_everything, set_rng_state
 from pinmem.errors import ConfigError, PinmemError
 from pinmem.evaluation.evaluate import EvalResult, evaluate
 from pinmem.evaluation.metrics import ConfusionMatrix
@@ -56,37 +59,6 @@ def learning_rate(config: Config, iteration: int) -> float:
     if t.schedule == "exp":
         return t.lr * math.exp(-t.exp_rate * iteration / t.exp_horizon)
     return t.lr * (1.0 - min(iteration, t.iterations) / t.iterations) ** t.poly_power
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch RNG states as plain values (loadable with ``weights_only=True``)."""
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    internal, version, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    np_state = state["numpy"]
-    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
@@ -126,6 +98,7 @@ class Trainer:
             iterations=config.train.iterations,
         )
         self.model = self._model()
+        self.compiled = compile_encoder(self.model) if config.train.compile else None  # falls back with a warning
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(self.parameters, lr=config.train.lr, momentum=config.train.momentum,
                                          weight_decay=config.train.weight_decay)
@@ -164,6 +137,8 @@ class Trainer:
                                   f"{str(err).splitlines()[0]}") from err
         model = convert_sync_batchnorm(model.to(getattr(torch, cfg.train.dtype)), ctx).to(ctx.device)
         ctx.broadcast_module(model)
+        if cfg.train.channels_last:  # the 4-D weights; the batches follow in to_device
+            model = model.to(memory_format=torch.channels_last)
         return model.train()
 
     def _restore_training_state(self) -> None:
@@ -188,8 +163,7 @@ class Trainer:
         init_sampler = SamplerConfig(epoch_length=cfg.data.epoch_length, batch_per_domain=cfg.train.batch_per_domain,
                                      seed=cfg.train.seed + 1, rank=ctx.rank, world_size=ctx.world_size,
                                      iterations=iterations)
-        loader = build_train_loader(self.sources, init_sampler, num_workers=cfg.data.num_workers,
-                                    on_bad_sample=cfg.data.on_bad_sample)
+        loader = self.loader(init_sampler)
         self.model.eval()
         with torch.no_grad():
             for batch in tqdm(loader, total=iterations, desc="memory init", disable=not self._bar()):
@@ -200,12 +174,10 @@ class Trainer:
                     raise TrainingInterrupted(f"{self.stop.signal_name} during the memory initialisation: nothing "
                                               "was trained or saved; run the same command again (without --resume)")
                 self.skips.add(batch)
-                for part in batch.values():
-                    x = part["image"].to(ctx.device, getattr(torch, cfg.train.dtype))
-                    y = part["label"].to(ctx.device)
+                for part in self.to_device(batch).values():
                     with self._autocast():
-                        feature = self.model.encode(x)
-                    memory.init_accumulate(feature, y)  # float32, or float64 when training in float64
+                        feature = self.model.encode(part["image"])
+                    memory.init_accumulate(feature, part["label"])  # float32, or float64 when training in float64
         counts = memory.init_finalize(reduce=ctx.sum_ if ctx.distributed else None)
         seen = int((counts > 0).sum())
         log.info("memory initialised from %d images per domain (one pass over the largest source's %d training "
@@ -219,11 +191,9 @@ class Trainer:
         return self.context.is_main and self.config.train.progress
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        amp = self.config.train.amp
-        if amp == "none":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-        return torch.autocast(self.context.device.type, dtype=dtype)
+        from pinmem.runtime import autocast  # the one autocast helper (evaluation and inference use it too)
+
+        return autocast(self.config.train.amp, self.context.device)
 
     def fit(self) -> dict[str, Any]:
         """Train to ``train.iterations``; returns the final validation results (per target) if any."""
@@ -231,7 +201,9 @@ class Trainer:
         if ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.yaml").write_text(to_yaml(cfg))
-        with self.stop:  # SIGTERM, SIGUSR1, Ctrl-C: finish the iteration, write last.pt, TrainingInterrupted
+        # SIGTERM, SIGUSR1, Ctrl-C: finish the iteration, write last.pt, TrainingInterrupted; cuDNN's algorithm
+        # search for the fixed training crops (on CUDA; off again for validation's whole images)
+        with self.stop, cudnn_benchmark(ctx.device):
             if self.checkpoint is None:
                 self.initialise_memory()
             iteration = self.train_loop()
@@ -242,9 +214,7 @@ class Trainer:
     def train_loop(self) -> int:
         """Iterations from the start (or the checkpoint's) to ``train.iterations``, then ``last.pt``."""
         cfg, ctx = self.config, self.context
-        loader = build_train_loader(self.sources, self.sampler_config, start_iteration=self.start_iteration,
-                                    num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
-                                    on_bad_sample=cfg.data.on_bad_sample)
+        loader = self.loader(self.sampler_config, self.start_iteration)
         batches = iter(loader)
         if self.checkpoint is not None:  # after the loader exists, so that nothing advances the RNGs afterwards
             set_rng_state(self.checkpoint["rng"])
@@ -258,7 +228,7 @@ class Trainer:
                 iteration += 1
                 bar.update(1)
                 if iteration % cfg.train.log_every == 0 or iteration == total:
-                    scalars = {k: float(v) for k, v in losses.items()}
+                    scalars = loss_values(losses)  # the only read of the losses: every log_every iterations
                     scalars["lr"] = self.optimizer.param_groups[0]["lr"]
                     if cfg.data.on_bad_sample == "skip":
                         scalars["skipped_samples"] = self.skips.total(self.context)
@@ -270,12 +240,27 @@ class Trainer:
                 if numbered and iteration < total:
                     self.save(iteration, numbered=True)
                 if cfg.train.val_every and iteration % cfg.train.val_every == 0 and iteration < total:
-                    self.validate(iteration)
+                    with cudnn_benchmark(ctx.device, enabled=False):  # whole images of varying sizes
+                        self.validate(iteration)
         finally:
             bar.close()
             del batches, loader  # the workers shut down now, also when an exception leaves the loop
         self.save(iteration, numbered=bool(cfg.train.ckpt_every))
         return iteration
+
+    def loader(self, sampler: SamplerConfig, start_iteration: int = 0) -> torch.utils.data.DataLoader:
+        """The training data of ``sampler`` from ``start_iteration``: pinned batches on CUDA (asynchronous copies),
+        ``data.prefetch_factor`` batches ahead per worker."""
+        cfg = self.config
+        return build_train_loader(self.sources, sampler, start_iteration=start_iteration,
+                                  num_workers=cfg.data.num_workers, pin_memory=self.context.device.type == "cuda",
+                                  prefetch_factor=cfg.data.prefetch_factor, on_bad_sample=cfg.data.on_bad_sample)
+
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Images and labels on the training device (``non_blocking``), images in ``train.dtype`` and, with
+        ``train.channels_last``, in channels-last format."""
+        cfg = self.config
+        return to_device(batch, self.context.device, getattr(torch, cfg.train.dtype), cfg.train.channels_last)
 
     def usable(self, batch: dict[str, Any] | BadBatch, iteration: int) -> dict[str, Any]:
         """The batch, its skipped samples counted; a :class:`BadBatch` (``data.on_bad_sample=stop``) on any rank
@@ -296,8 +281,11 @@ class Trainer:
         self.save(iteration, numbered=numbered)
         raise interrupted(self.stop.signal_name, iteration, self.config.train.iterations, self.ckpt_dir / "last.pt")
 
-    def train_step(self, batch: dict[str, Any], iteration: int) -> dict[str, torch.Tensor]:
-        """One iteration: the method's gradients, averaged over ranks, one SGD step, the method's commit."""
+    def train_step(self, batch: dict[str, Any], iteration: int) -> dict[str, torch.Tensor | float]:
+        """One iteration: the method's gradients, averaged over ranks, one SGD step, the method's commit (both under
+        autocast: meta-train, meta-test, M' and the commit's write). Returns the loss terms unread (tensors, or
+        floats from a method that returns floats), so that no iteration waits for the device to read them."""
+        batch = self.to_device(batch)
         lr = self.optimizer.param_groups[0]["lr"]
         self.context.seed_noise(self.config.train.seed, iteration)  # several ranks: each its own Gumbel/dropout noise
         self.method.before_step(iteration)
@@ -310,17 +298,19 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        self.method.after_step(iteration)
+        with self._autocast():
+            self.method.after_step(iteration)
         return losses
 
     def _memory_slots(self) -> torch.Tensor | None:
         memory = getattr(self.model, "memory", None)
         return None if memory is None else memory.slots
 
-    def _check_finite(self, losses: dict[str, torch.Tensor], iteration: int) -> None:
+    def _check_finite(self, losses: dict[str, torch.Tensor | float], iteration: int) -> None:
         """Stop on a NaN/inf loss term or memory slot (the memory this step read: the previous commit's), and agree
         over the ranks on a stop request, with the step's one host-device sync (:func:`step_flags`)."""
         slots = self._memory_slots()
+        losses = loss_tensors(losses, self.context.device)
         flags = step_flags(losses, slots, self.stop.requested, self.context.device)
         flags = self.context.sum_(flags).cpu().tolist()
         self.stop_agreed = flags[-1] > 0
