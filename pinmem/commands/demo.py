@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pinmem.engine.config import METHODS
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import logging
@@ -37,8 +39,7 @@ def register(subparsers: Any) -> None:
                     "print the comparison and write a report folder.",
     )
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    demo.add_argument("--methods", nargs="+", default=["erm", "pinmem"],
-                      choices=["erm", "ibn", "isw", "mldg", "pinmem"])
+    demo.add_argument("--methods", nargs="+", default=["erm", "pinmem"], choices=METHODS)
     demo.add_argument("--iterations", type=int, default=None, help="training iterations per method (default 250)")
     demo.add_argument("--backbone", default=None, help="model.backbone (default resnet18)")
     demo.add_argument("--backbone-weights", default=None,

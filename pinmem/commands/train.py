@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pinmem.engine.config import METHODS
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     import logging
@@ -46,7 +48,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``train`` to an ``argparse`` sub-parsers object."""
     train = subparsers.add_parser(
-        "train", help="train a model (erm, ibn, isw, mldg, pinmem)",
+        "train", help=f"train a model ({', '.join(METHODS)})",
         description="Train with the typed defaults, a YAML config and key=value overrides; "
                     "`torchrun --nproc_per_node N -m pinmem train ...` for several processes. SIGTERM, SIGUSR1 or "
                     "Ctrl-C stop after the current iteration with last.pt written and exit status 75 (continue "

@@ -44,10 +44,10 @@ from pinmem.engine.hot_path import compile_encoder, cudnn_benchmark, loss_tensor
 from pinmem.engine.logging import MetricLogger
 from pinmem.engine.rng import rng_state, seed_everything, set_rng_state
 from pinmem.errors import ConfigError, PinmemError
-from pinmem.evaluation.evaluate import EvalResult, evaluate
-from pinmem.evaluation.metrics import ConfusionMatrix
+from pinmem.evaluation.evaluate import evaluate, merge_results
 from pinmem.methods import build_method
 from pinmem.models import build_model
+from pinmem.runtime import autocast
 
 log = logging.getLogger("pinmem")
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "BadSampleError", "load_resume"]
@@ -191,9 +191,7 @@ class Trainer:
         return self.context.is_main and self.config.train.progress
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        from pinmem.runtime import autocast  # the one autocast helper (evaluation and inference use it too)
-
-        return autocast(self.config.train.amp, self.context.device)
+        return autocast(self.config.train.amp, self.context.device)  # the one helper, shared with evaluation
 
     def fit(self) -> dict[str, Any]:
         """Train to ``train.iterations``; returns the final validation results (per target) if any."""
@@ -364,9 +362,8 @@ class Trainer:
             shard = torch.utils.data.Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
             part = evaluate(self.model, shard, mode="whole", device=ctx.device, amp=cfg.train.amp,
                             progress=self._bar(), name=name)
-            matrix = ctx.sum_(part.confusion.tensor().to(ctx.device)).cpu()
-            total = ConfusionMatrix(part.confusion.num_classes, matrix)
-            result = EvalResult(total, total.metrics(), part.settings, len(dataset), name, "val")
+            result = merge_results([part], reduce=lambda t: ctx.sum_(t.to(ctx.device)))
+            result.split = "val"
             results[name] = result
             self.logger.log(iteration, {f"{name}/miou": result.miou}, kind="val")
             if ctx.is_main:
