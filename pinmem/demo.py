@@ -36,17 +36,23 @@ TARGETS = ("cityscapes", "bdd100k", "mapillary")
 
 @dataclass
 class DemoSettings:
-    """Sizes chosen so that the demo, set-up included, finishes in under 10 minutes on a 2-core CPU."""
+    """Sizes chosen so that the demo, set-up included, finishes in under 10 minutes on a 2-core CPU.
+
+    The backbone is EfficientNet-Lite0 with its packaged ImageNet weights: at the street-world benchmark's
+    setting it beats the same network from scratch by 14 target mIoU for the same time (docs/results.md), and the
+    README compares this demo with the earlier ResNet-18-from-scratch one. lr 0.05 is the benchmark's, chosen on
+    the sources (train on gtav, score on synthia); 150 iterations of 160² crops keep the demo under 10 minutes.
+    """
 
     out: Path = Path("runs/demo")
     methods: tuple[str, ...] = ("erm", "pinmem")
-    backbone: str = "resnet18"
+    backbone: str = "efficientnet_lite0"
     #: ``imagenet`` for the packaged EfficientNet-Lite0 weights, a local file for a ResNet, None from scratch
-    backbone_weights: str | None = None
-    iterations: int = 250
-    crop: int = 128
+    backbone_weights: str | None = "imagenet"
+    iterations: int = 150
+    crop: int = 160
     batch_per_domain: int = 4
-    lr: float = 0.02
+    lr: float = 0.05
     num_train: int = 500
     num_val: int = 100
     size: tuple[int, int] = (320, 160)
@@ -220,6 +226,9 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
     print("[4/4] report", flush=True)
     folder = write_report(settings, reports, checkpoints, roots)
     done("report")
+    summary_file = folder / "summary.json"  # the wall time per stage joins the numbers it produced
+    summary_file.write_text(json.dumps({**json.loads(summary_file.read_text()),
+                                        "wall_s": {k: round(v, 1) for k, v in stages.items()}}, indent=2))
     header, rows, numbers = summary(reports)
     print("\nmIoU (%), whole image, native size\n" + text_table(header, rows))
     print(f"\nwall time {sum(stages.values()):.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())

@@ -19,6 +19,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                             progress=not args.quiet)
     if args.iterations is not None:
         settings.iterations = args.iterations
+    if args.crop is not None:
+        settings.crop = args.crop
+    if args.lr is not None:
+        settings.lr = args.lr
     if args.backbone is not None:
         settings.backbone = args.backbone
     if args.backbone_weights is not None:
@@ -40,10 +44,12 @@ def register(subparsers: Any) -> None:
     )
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--methods", nargs="+", default=["erm", "pinmem"], choices=METHODS)
-    demo.add_argument("--iterations", type=int, default=None, help="training iterations per method (default 250)")
-    demo.add_argument("--backbone", default=None, help="model.backbone (default resnet18)")
+    demo.add_argument("--iterations", type=int, default=None, help="training iterations per method (default 150)")
+    demo.add_argument("--crop", type=int, default=None, help="training crop size (default 160)")
+    demo.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05)")
+    demo.add_argument("--backbone", default=None, help="model.backbone (default efficientnet_lite0)")
     demo.add_argument("--backbone-weights", default=None,
-                      help="'imagenet' (EfficientNet-Lite0's packaged weights), a local file, or 'none' (default)")
+                      help="'imagenet' (default: EfficientNet-Lite0's packaged weights), a local file, or 'none'")
     demo.add_argument("--workers", type=int, default=2, help="processes rendering the world")
     demo.add_argument("--tiny", action="store_true", help="a seconds-long smoke run of the whole path")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
