@@ -114,15 +114,39 @@ def gradients(loss: Tensor, params: Params, create_graph: bool) -> list[Tensor]:
 
 
 def inner_step(params: Params, grads: Sequence[Tensor], alpha: float, first_order: bool) -> Params:
-    """θ' = θ − α·g. First order treats g as a constant (∂θ'/∂θ = I); second order keeps its graph."""
-    return {name: p - alpha * (g.detach() if first_order else g)
+    """θ' = θ − α·g. First order treats g as a constant (∂θ'/∂θ = I); second order keeps its graph.
+
+    Computed as θ + (−α)·g, which rounds exactly as θ − α·g (negation is exact), so that the backward of the
+    second-order update multiplies the incoming gradient by −α once instead of negating it and then multiplying
+    it by α (the same numbers, one pass over every parameter less)."""
+    return {name: p + torch.mul(g.detach() if first_order else g, -alpha)
             for (name, p), g in zip(params.items(), grads, strict=True)}
 
 
-def accumulate(params: Params, grads: Sequence[Tensor]) -> None:
-    """Add ``grads`` to the parameters' ``.grad``."""
-    for p, g in zip(params.values(), grads, strict=True):
-        p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
+def first_order_weights(params: Params, grads: Sequence[Tensor], alpha: float) -> Params:
+    """θ' = θ − α·g for the first-order update, as new leaf tensors (no graph back to θ).
+
+    The values are bitwise those of ``inner_step(params, grads, alpha, first_order=True)``. Because ∂θ'/∂θ = I,
+    the meta-test gradient with respect to θ' *is* its gradient with respect to θ: the meta-test backward
+    leaves it in ``θ'.grad`` and :func:`add_first_order_gradients` adds the meta-train gradient to it in place.
+    Against a θ' that hangs off θ this allocates one tensor per parameter instead of three (α·g, θ' and the
+    out-of-place sum of the two gradients); on a CPU a fresh large tensor costs page faults."""
+    with torch.no_grad():
+        return {name: torch.mul(g, -alpha).add_(p).requires_grad_(p.requires_grad)
+                for (name, p), g in zip(params.items(), grads, strict=True)}
+
+
+def add_first_order_gradients(params: Params, fast: Params, grads: Sequence[Tensor]) -> None:
+    """``p.grad`` ← ``p.grad`` + ∇_θ' L_mte + g for every parameter, after the meta-test loss was backpropagated
+    into the leaves ``fast`` of :func:`first_order_weights`. The same sums, in the same order (the meta-test
+    gradient first), as a backward through ``inner_step(first_order=True)``'s θ' into ``p.grad`` followed by
+    ``p.grad + g``; only the parameter-sized temporaries are gone."""
+    for (name, p), g in zip(params.items(), grads, strict=True):
+        g_mte, g = fast[name].grad, g.detach()
+        if p.grad is None:
+            p.grad = g.clone() if g_mte is None else g_mte.add_(g)  # θ'.grad belongs to the leaf alone
+        else:  # a gradient from before the step: the backward would have added the meta-test one to it first
+            p.grad = (p.grad if g_mte is None else p.grad + g_mte) + g
 
 
 def forward_with(model: nn.Module, params: Params, *args: Any, isolate_buffers: bool = False, **kwargs: Any) -> Any:

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from pinmem.methods.base import Batch, Method, accumulate, forward_with, gradients, inner_lr, inner_step
+from pinmem.methods.base import (
+    Batch,
+    Method,
+    add_first_order_gradients,
+    first_order_weights,
+    forward_with,
+    gradients,
+    inner_lr,
+    inner_step,
+)
 
 
 class MLDG(Method):
@@ -22,14 +31,16 @@ class MLDG(Method):
 
         loss_tr = self.seg_loss(self.model(x_tr), y_tr)
         grads_tr = gradients(loss_tr, params, create_graph=not first_order)
-        fast = inner_step(params, self.context.average_tensors(grads_tr), inner_lr(self.config, iteration, lr),
-                          first_order)
+        alpha, averaged = inner_lr(self.config, iteration, lr), self.context.average_tensors(grads_tr)
+        # first order: θ' as leaves, the meta-test gradient lands in θ'.grad (∂θ'/∂θ = I)
+        fast = first_order_weights(params, averaged, alpha) if first_order else inner_step(params, averaged, alpha,
+                                                                                            first_order=False)
         loss_te = self.seg_loss(forward_with(self.model, fast, x_te, isolate_buffers=self.config.meta.isolate_bn_stats),
                                 y_te)
 
         if first_order:
             loss_te.backward()
-            accumulate(params, grads_tr)
+            add_first_order_gradients(params, fast, grads_tr)
         else:
             (loss_tr + loss_te).backward()
         return {"meta_train": loss_tr.detach(), "meta_test": loss_te.detach()}

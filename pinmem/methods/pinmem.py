@@ -21,8 +21,10 @@ listed here (the paper's text, numbered):
     16      θ ← θ*, M ← M*, t ← t + 1
 
 Each equation is one named function below: L_read (:func:`read_loss`), L_update (:func:`update_loss`), θ'
-(:func:`~pinmem.methods.base.inner_step`, eq. 9), M' (:meth:`PinTheMemory.memory_for_meta_test`) and the
-memory commit M* (:meth:`PinTheMemory.after_step`).
+(:func:`~pinmem.methods.base.inner_step`, eq. 9; for the first order
+:func:`~pinmem.methods.base.first_order_weights`, the same values as leaves), M'
+(:meth:`PinTheMemory.memory_for_meta_test`) and the memory commit M* (:meth:`PinTheMemory.after_step`).
+docs/performance.md: where a step's time goes.
 
 Outer gradient. ``meta.first_order=true`` (default; the released code): ∂θ'/∂θ = I, the meta-train and
 meta-test gradients are summed and one SGD step is taken. ``false``: the paper's eq. (11) — E, U and D step
@@ -41,10 +43,11 @@ from pinmem.methods.base import (
     Batch,
     Method,
     Params,
-    accumulate,
+    add_first_order_gradients,
     call_with,
     copied_buffers,
     eval_mode,
+    first_order_weights,
     forward_with,
     gradients,
     inner_lr,
@@ -107,15 +110,16 @@ class PinTheMemory(Method):
         l_update = update_loss(out_mtr.memory_hat, memory.classifier, lam_div)
         # 9: θ' = θ − α·∇_θ(L_read + L_update)   (eq. 9; θ*_G is G's step along its meta-train gradient, in 14)
         grads_mtr = gradients(l_read_mtr + l_update, theta, create_graph=not first_order)
-        theta_prime = inner_step(theta, self.context.average_tensors(grads_mtr), inner_lr(cfg, iteration, lr),
-                                 first_order)
+        alpha, averaged = inner_lr(cfg, iteration, lr), self.context.average_tensors(grads_mtr)
+        theta_prime = (first_order_weights(theta, averaged, alpha) if first_order  # leaves: ∂θ'/∂θ = I
+                       else inner_step(theta, averaged, alpha, first_order=False))
         # 11: M' ← update(M, X_mtr; copy(θ'_E), θ'_U)
         M_prime = self.memory_for_meta_test(theta_prime, x_mtr, y_mtr, M)
         # 13: L_read with (X_mte, M', θ'_{E,D})
         out_mte = forward_with(model, theta_prime, x_mte, memory=M_prime, isolate_buffers=cfg.meta.isolate_bn_stats)
         l_read_mte = read_loss(out_mte, y_mte, lam_coh, self.normalizer)
         # 14: θ* from θ' (eq. 11) — gradients into .grad; the trainer averages them over ranks and steps (16)
-        self.outer_gradient(theta, grads_mtr, l_read_mte, first_order)
+        self.outer_gradient(theta, theta_prime, grads_mtr, l_read_mte, first_order)
         # 15: M* ← update(M, X_mtr; copy(θ*_{E,U})) is after_step, once the trainer has made θ*
         self._commit_batch = (x_mtr.detach(), y_mtr.detach())
         return {"read_mtr": l_read_mtr.detach(), "update": l_update.detach(), "read_mte": l_read_mte.detach(),
@@ -157,12 +161,14 @@ class PinTheMemory(Method):
         live_u |= {f"update.{name}": b for name, b in copied_buffers(memory.update).items()}
         return call_with(memory, live_u, "write", feature, labels, memory=M)
 
-    def outer_gradient(self, theta: Params, grads_mtr: list[Tensor], loss_mte: Tensor, first_order: bool) -> None:
-        """Line 14. First order: ∇L_mtr + ∇_θ' L_mte (θ' = θ − α·const). Second order (eq. 11): ∇_θ L_mte(θ'(θ))
-        for E, U, D and ∇_G L_mtr for G, which L_mte does not use."""
+    def outer_gradient(self, theta: Params, theta_prime: Params, grads_mtr: list[Tensor], loss_mte: Tensor,
+                       first_order: bool) -> None:
+        """Line 14. First order: ∇L_mtr + ∇_θ' L_mte (θ' = θ − α·const: the leaves of
+        :func:`~pinmem.methods.base.first_order_weights`). Second order (eq. 11): ∇_θ L_mte(θ'(θ)) for E, U, D and
+        ∇_G L_mtr for G, which L_mte does not use."""
         loss_mte.backward()
         if first_order:
-            accumulate(theta, grads_mtr)
+            add_first_order_gradients(theta, theta_prime, grads_mtr)
             return
         for (name, p), g in zip(theta.items(), grads_mtr, strict=True):
             if name.startswith("memory.classifier."):
