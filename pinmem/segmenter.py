@@ -84,6 +84,8 @@ class Segmenter:
         self.max_side, self.config = max_side, config
         self.device = model_device(model) if self.settings.device is None else resolve_device(self.settings.device)
         self.model = model.to(self.device).eval()
+        if self.settings.channels_last:
+            self.model.to(memory_format=torch.channels_last)
 
     @property
     def has_memory(self) -> bool:

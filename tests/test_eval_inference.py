@@ -198,3 +198,28 @@ def test_evaluate_on_example_dataset_with_workers(tmp_path, memory_model):
     assert a.num_images == b.num_images == len(ds) and a.dataset == "bdd100k"
     assert a.confusion.matrix.sum() == sum(int((ds[i]["label"] < 19).sum()) for i in range(len(ds)))
     assert b.confusion.matrix.sum() == a.confusion.matrix.sum()
+
+
+def test_channels_last_is_a_layout_only(memory_model):
+    """``channels_last`` converts the batches (and, in evaluate, the model) to NHWC: the same logits to float
+    rounding in every mode, and evaluate converts the model in place."""
+    import copy
+
+    x = torch.randn(2, 3, 64, 96)
+    model = copy.deepcopy(memory_model)
+    seen = []
+    handle = model.backbone.conv1.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    for settings in (InferenceSettings(), InferenceSettings(mode="slide", crop=48, stride=32, flip=True)):
+        plain = infer(model, x, settings, with_memory=True)
+        nhwc = infer(model, x, settings, channels_last=True, with_memory=True)
+        torch.testing.assert_close(nhwc.logits, plain.logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(nhwc.cosine, plain.cosine, atol=1e-4, rtol=1e-4)
+    handle.remove()
+    assert any(t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() for t in seen)
+    assert "channels_last" not in InferenceSettings(channels_last=True).to_dict()  # changes no recorded number
+    data = ListDataset(_items(4, seed=3))
+    plain = evaluate(model, data, batch_size=2)
+    nhwc = evaluate(model, data, batch_size=2, channels_last=True)
+    conv = model.backbone.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert nhwc.miou == pytest.approx(plain.miou, abs=1e-3)

@@ -361,7 +361,7 @@ class Trainer:
             dataset = self._val_sets[name]
             shard = torch.utils.data.Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
             part = evaluate(self.model, shard, mode="whole", device=ctx.device, amp=cfg.train.amp,
-                            progress=self._bar(), name=name)
+                            channels_last=cfg.train.channels_last, progress=self._bar(), name=name)
             result = merge_results([part], reduce=lambda t: ctx.sum_(t.to(ctx.device)))
             result.split = "val"
             results[name] = result

@@ -124,11 +124,14 @@ def evaluate(
         num_workers: DataLoader worker processes reading images (0: read in this process).
         overrides: fields of ``settings`` to replace, e.g. ``mode="slide", batch_size=8``.
 
-    The model is put in eval mode for the pass and its previous train/eval state is restored afterwards.
+    The model is put in eval mode for the pass and its previous train/eval state is restored afterwards. Like
+    the move to ``settings.device``, ``settings.channels_last`` converts the model in place.
     """
     settings = InferenceSettings.resolve(settings, overrides)
     device = model_device(model) if settings.device is None else resolve_device(settings.device)
     model.to(device)
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
     dtype = next(model.parameters()).dtype  # float32, or float64 for a model trained with train.dtype=float64
     confusion = ConfusionMatrix(num_classes)
     was_training = model.training

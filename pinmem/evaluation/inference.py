@@ -69,6 +69,10 @@ class InferenceSettings:
     target_bn: bool = field(default=False, metadata=_option(
         "BatchNorm uses the statistics of each target batch (TSMLDG); stored statistics unchanged"))
     amp: str = field(default="none", metadata=_option("autocast (default none)", choices=AMP_MODES))
+    #: a layout, not a computation: results equal the default's to float rounding, so :meth:`to_dict` omits it
+    channels_last: bool = field(default=False, metadata=_option(
+        "run in the channels-last (NHWC) memory format, model included (faster convolutions on CPU and on tensor "
+        "cores; equal results to float rounding)"))
     #: None: where the model is (a checkpoint is loaded onto the CPU); ``auto``: CUDA when available
     device: str | None = field(default=None, metadata=_option(
         "cpu, cuda, cuda:N or auto (default: auto)", cli_default="auto"))
@@ -83,7 +87,7 @@ class InferenceSettings:
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
             object.__setattr__(self, name, int(value))
-        for name in ("flip", "pad", "target_bn"):
+        for name in ("flip", "pad", "target_bn", "channels_last"):
             object.__setattr__(self, name, bool(getattr(self, name)))
         if self.device is not None:
             object.__setattr__(self, "device", str(self.device))  # a torch.device is accepted too
@@ -139,8 +143,8 @@ def window_starts(size: int, crop: int, stride: int) -> list[int]:
     return sorted({min(i * stride, size - crop) for i in range(count)})
 
 
-def _forward(model: nn.Module, x: Tensor, with_memory: bool) -> tuple[Tensor, Tensor | None]:
-    out = model(x)
+def _forward(model: nn.Module, x: Tensor, with_memory: bool, channels_last: bool) -> tuple[Tensor, Tensor | None]:
+    out = model(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
     logits = out if isinstance(out, Tensor) else out.logits
     cosine = None
     if with_memory and not isinstance(out, Tensor) and getattr(out, "cosine", None) is not None:
@@ -148,10 +152,11 @@ def _forward(model: nn.Module, x: Tensor, with_memory: bool) -> tuple[Tensor, Te
     return logits.float(), cosine
 
 
-def _forward_flip(model: nn.Module, x: Tensor, flip: bool, with_memory: bool) -> tuple[Tensor, Tensor | None]:
-    logits, cosine = _forward(model, x, with_memory)
-    if flip:
-        f_logits, f_cosine = _forward(model, x.flip(-1), with_memory)
+def _forward_flip(model: nn.Module, x: Tensor, settings: InferenceSettings,
+                  with_memory: bool) -> tuple[Tensor, Tensor | None]:
+    logits, cosine = _forward(model, x, with_memory, settings.channels_last)
+    if settings.flip:
+        f_logits, f_cosine = _forward(model, x.flip(-1), with_memory, settings.channels_last)
         logits = (logits + f_logits.flip(-1)) / 2
         if cosine is not None and f_cosine is not None:
             cosine = (cosine + f_cosine.flip(-1)) / 2
@@ -178,7 +183,7 @@ def _slide(model: nn.Module, images: Tensor, settings: InferenceSettings, with_m
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
         windows = torch.stack([images[i, :, y : y + ch, x : x + cw] for i, y, x in chunk])
-        logits, cosine = _forward_flip(model, windows, settings.flip, with_memory)
+        logits, cosine = _forward_flip(model, windows, settings, with_memory)
         if logits_sum is None:
             logits_sum = logits.new_zeros((b, logits.shape[1], ph, pw))
         if cosine is not None and cosine_sum is None:
@@ -207,6 +212,9 @@ def infer(
     choose whole image or windows, flip, target BN and autocast; ``batch_size`` is the number of windows per
     forward in ``slide`` mode (``whole`` runs the batch as given). ``settings.device`` is not used: the images
     must be where the model is. The model's train/eval state is used as it is: call ``model.eval()`` first.
+    With ``channels_last`` the batches are made channels-last here; convert the model too
+    (``model.to(memory_format=torch.channels_last)``, as :func:`~pinmem.evaluation.evaluate` and
+    :class:`~pinmem.segmenter.Segmenter` do), or the convolutions gain little.
     """
     settings = InferenceSettings.resolve(settings, overrides)
     if images.ndim != 4 or images.shape[1] != 3:
@@ -214,7 +222,7 @@ def infer(
     norm = target_batchnorm(model) if settings.target_bn else contextlib.nullcontext()
     with norm, autocast(settings.amp, images.device):
         if settings.mode == "whole":
-            return InferenceOutput(*_forward_flip(model, images, settings.flip, with_memory))
+            return InferenceOutput(*_forward_flip(model, images, settings, with_memory))
         return _slide(model, images, settings, with_memory)
 
 
