@@ -31,10 +31,11 @@ from typing import Any
 
 import torch
 
+from pinmem.engine.config_checks import METHODS  # every method of the registry, in its order
+
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("gtav", "synthia")
 TARGETS = ("cityscapes", "bdd100k", "mapillary")
-METHODS = ("erm", "ibn", "isw", "mldg", "pinmem")
 SEEDS = (304, 305, 306)
 log = logging.getLogger("dg_street")
 

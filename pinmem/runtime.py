@@ -34,16 +34,29 @@ def autocast(amp: str, device: torch.device | str) -> contextlib.AbstractContext
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None → CUDA if available, else CPU; a CUDA device without CUDA is a clear error."""
+#: the device types pinmem runs on (``torch.device`` accepts more, e.g. ``meta``, on which nothing can train)
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+
+
+def resolve_device(device: str | torch.device | None, option: str = "device") -> torch.device:
+    """``auto``/None → CUDA if available, else CPU. A string that is no device, or a CUDA device without CUDA,
+    is a :class:`ConfigError` naming ``option`` (``--device``, ``train.device``), checked once, here, for every
+    command and for the training configuration."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"unknown device {device!r} (use cpu, cuda, cuda:N or auto)") from err
+        dev = None
+        cause: Exception | None = err
+    else:
+        cause = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        raise ConfigError(f"{option}={str(device)!r} is not a device (valid: auto, cpu, cuda, cuda:N, mps, xpu)"
+                          ) from cause
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        raise ConfigError(f"{option}={str(device)!r} but this torch ({torch.__version__}) sees no CUDA device; "
+                          f"use {option}=cpu or auto")
     return dev
 
 

@@ -123,6 +123,21 @@ def test_a_checkpoint_of_a_newer_format_says_so(tmp_path, checkpoints, write_dat
             assert code == 2 and "newer pinmem" in err and "reads format versions up to 1" in err, (argv, err)
 
 
+def test_a_checkpoint_with_the_old_name_of_u_still_loads(tmp_path, checkpoints):
+    """Checkpoints written before U was renamed (``memory.update.*`` → ``memory.update_net.*``) load unchanged."""
+    from pinmem.engine.checkpoint import load_model
+
+    data = torch.load(checkpoints / "r18.pt", weights_only=True)
+    renamed = [k for k in data["model"] if k.startswith("memory.update_net.")]
+    assert renamed, "the test checkpoint has no update network"
+    data["model"] = {k.replace("memory.update_net.", "memory.update."): v for k, v in data["model"].items()}
+    torch.save(data, tmp_path / "old.pt")
+    old, _ = load_model(tmp_path / "old.pt")
+    new, _ = load_model(checkpoints / "r18.pt")
+    assert list(old.state_dict()) == list(new.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values(), strict=True))
+
+
 def test_resuming_with_another_model_lists_the_settings(tmp_path, checkpoints, capsys):
     out = tmp_path / "run"
     argv = ["train", "--resume", str(checkpoints / "r18.pt"), "model.backbone=resnet34", "model.num_classes=7",

@@ -177,9 +177,9 @@ def test_m_prime_gets_gradient_only_through_the_update_network(first_order):
     reached = {n for n, g in zip(theta, grads, strict=True) if g is not None and g.abs().max() > 0}
     assert reached, "M' must depend on U"
     if first_order:
-        assert all(n.startswith("memory.update.") for n in reached), reached
+        assert all(n.startswith("memory.update_net.") for n in reached), reached
     else:  # second order: U's inner step depends on everything U's gradient depends on, but not through F
-        assert any(n.startswith("memory.update.") for n in reached)
+        assert any(n.startswith("memory.update_net.") for n in reached)
 
 
 def test_commit_writes_the_memory_in_eval_mode():

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch.func import functional_call
 
 from pinmem.errors import PinmemError
-from pinmem.models import PinMemory, build_model, class_sums, label_weights, update_memory
+from pinmem.models import PinMemory, build_model, class_sums, label_weights, write_memory
 from pinmem.models.losses import divergence_loss
 
 N, C = 5, 8
@@ -69,7 +69,7 @@ def test_write_equals_naive_masked_average() -> None:
 def test_update_memory_keeps_zero_rows_and_reduce_hook() -> None:
     memory = torch.zeros(N, C)
     sums, counts = torch.randn(N, C), torch.tensor([2.0, 0.0, 1.0, 0.0, 3.0])
-    out = update_memory(memory, sums, counts, 0.8)
+    out = write_memory(memory, sums, counts, 0.8)
     assert torch.all(out[1] == 0) and torch.all(out[3] == 0)
     assert torch.allclose(out[0], F.normalize(sums[0], dim=0))
 
@@ -117,9 +117,9 @@ def test_read_detaches_memory_when_writing_and_write_trains_update_network() -> 
     out = model(x, labels=y, memory=memory)
     out.logits.sum().backward(retain_graph=True)
     assert memory.grad is None  # the read used the detached memory
-    assert all(p.grad is None for p in model.memory.update.parameters())  # U is not on the read path
+    assert all(p.grad is None for p in model.memory.update_net.parameters())  # U is not on the read path
     divergence_loss(out.memory_hat, model.memory.classifier).backward()
-    assert model.memory.update.conv.weight.grad.abs().sum() > 0  # the write sends gradient through U
+    assert model.memory.update_net.conv.weight.grad.abs().sum() > 0  # the write sends gradient through U
     assert model.memory.classifier.weight.grad.abs().sum() > 0
 
     # without a write in the pass, reading with an explicit memory (M' in meta-test) sends gradient into it
@@ -188,7 +188,7 @@ def test_second_order_through_functional_call() -> None:
     fast = {k: p - 0.01 * g if g is not None else p for (k, p), g in zip(params.items(), grads, strict=True)}
     m_prime = functional_call(model, fast, (x,), {"labels": y}).memory_hat
     outer = functional_call(model, fast, (x,), {"memory": m_prime}).logits.pow(2).mean()
-    g_update = torch.autograd.grad(outer, params["memory.update.conv.weight"])[0]
+    g_update = torch.autograd.grad(outer, params["memory.update_net.conv.weight"])[0]
     assert torch.isfinite(g_update).all() and g_update.abs().sum() > 0
 
 

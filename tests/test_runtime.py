@@ -29,10 +29,12 @@ def test_device_resolution():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == resolve_device(None).type == expected
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
-    with pytest.raises(ConfigError, match="unknown device"):
+    with pytest.raises(ConfigError, match="device=.gpu0. is not a device"):
         resolve_device("gpu0")
+    with pytest.raises(ConfigError, match="train.device='meta' is not a device"):
+        resolve_device("meta", option="train.device")
     if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="CUDA is not available"):
+        with pytest.raises(ConfigError, match="sees no CUDA device"):
             resolve_device("cuda:1")
     assert model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
     assert model_device(torch.nn.ReLU()) == torch.device("cpu")

@@ -27,6 +27,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings.backbone = args.backbone
     if args.backbone_weights is not None:
         settings.backbone_weights = None if args.backbone_weights == "none" else args.backbone_weights
+    if args.channels_last is not None:
+        settings.channels_last = args.channels_last
     if args.tiny:  # a smoke run of the whole path (seconds): the numbers mean nothing
         settings.iterations, settings.num_train, settings.num_val = args.iterations or 2, 8, 2
         settings.size, settings.crop, settings.batch_per_domain, settings.examples = (96, 48), 48, 2, 1
@@ -50,6 +52,9 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--backbone", default=None, help="model.backbone (default efficientnet_lite0)")
     demo.add_argument("--backbone-weights", default=None,
                       help="'imagenet' (default: EfficientNet-Lite0's packaged weights), a local file, or 'none'")
+    demo.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                      help="train and evaluate in the channels-last layout (default: on; faster on CPU, float32 "
+                           "gradients further from float64's: README, 'The demo')")
     demo.add_argument("--workers", type=int, default=2, help="processes rendering the world")
     demo.add_argument("--tiny", action="store_true", help="a seconds-long smoke run of the whole path")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -87,7 +87,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     for key in ("config", "model"):
         if key not in data:
             raise CheckpointError(f"{path} lacks the {key!r} entry")
+    if isinstance(data["model"], dict):
+        data["model"] = renamed_model_keys(data["model"])
     return data
+
+
+#: state-dict key prefixes renamed since checkpoints were first written (old → new): the memory's update network
+#: U was the attribute ``update`` until the names of docs/method.md ("Names") gave it one meaning
+RENAMED_PREFIXES = {"memory.update_net.": "memory.update_net."}
+
+
+def renamed_model_keys(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with the keys of older checkpoints renamed (:data:`RENAMED_PREFIXES`), in the same order."""
+    def new_name(key: str) -> str:
+        for old, new in RENAMED_PREFIXES.items():
+            if key.startswith(old):
+                return new + key[len(old):]
+        return key
+
+    return {new_name(k): v for k, v in state.items()}
 
 
 def checkpoint_config(data: dict[str, Any]) -> Config:

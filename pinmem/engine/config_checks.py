@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pinmem.errors import ConfigError
 from pinmem.models.factory import ARCHS, BACKBONES
-from pinmem.runtime import AMP_MODES
+from pinmem.runtime import AMP_MODES, resolve_device
 
 if TYPE_CHECKING:
     from pinmem.engine.config import Config
@@ -43,7 +42,6 @@ NON_NEGATIVE = ("train.val_every", "train.ckpt_every", "train.lr", "train.weight
 #: what users write for ``train.amp`` in YAML or on the command line (booleans arrive as "False"/"True")
 AMP_ALIASES = {"false": "none", "off": "none", "no": "none", "0": "none",
                "true": "bf16", "on": "bf16", "yes": "bf16", "1": "bf16"}
-DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
 
 
 def show(value: Any) -> str:
@@ -124,11 +122,4 @@ def _validate_datasets(config: Config) -> None:
 
 
 def _validate_device(device: str) -> None:
-    if not DEVICE.fullmatch(str(device)):
-        raise ConfigError(f"train.device={show(device)} is not a device (valid: auto, cpu, cuda, cuda:N, mps)")
-    if str(device).startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(f"train.device={device!r} but this torch ({torch.__version__}) sees no CUDA device; "
-                              "use train.device=cpu or auto")
+    resolve_device(device, option="train.device")  # raises the ConfigError

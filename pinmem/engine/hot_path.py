@@ -115,15 +115,16 @@ class CompiledCall:
 
 
 def compile_encoder(model: nn.Module) -> CompiledCall:
-    """``torch.compile`` the encoder E of a segmentation model: its ``features`` method (the backbone, and the ASPP
-    and projection that make F), replaced by a :class:`CompiledCall` on the instance, so that the state-dict keys,
-    the checkpoints and ``torch.func.functional_call`` (the meta-learning's θ′) see the same module as before.
+    """``torch.compile`` the encoder E of a segmentation model: its ``encoder_outputs`` method (the backbone, and
+    the ASPP and projection that make F), replaced by a :class:`CompiledCall` on the instance, so that the
+    state-dict keys, the checkpoints and ``torch.func.functional_call`` (the meta-learning's θ′) see the same
+    module as before.
 
     Checked on CPU (``tests/test_hot_path.py``): a first-order MLDG/Pin the Memory step through the compiled
     encoder, with θ′ swapped in by ``functional_call``, in train and eval mode and under ``no_grad``, gives the
     uncompiled numbers (float64: to 1e-13). A second backward through a compiled graph raises (AOTAutograd has no
     double backward), so the configuration refuses ``train.compile`` with second-order meta-learning."""
-    original = model.features
+    original = model.encoder_outputs
     try:
         compiled = torch.compile(original)
     except Exception as err:  # noqa: BLE001 - e.g. a torch build or platform without the compiler
@@ -131,5 +132,5 @@ def compile_encoder(model: nn.Module) -> CompiledCall:
         call.fall_back(err)
         return call
     call = CompiledCall(original, compiled, "the encoder")
-    model.features = call  # an instance attribute: found before the class's method, invisible to state_dict
+    model.encoder_outputs = call  # an instance attribute: found before the class's method, invisible to state_dict
     return call

@@ -157,8 +157,8 @@ class PinTheMemory(Method):
         """update(M, F; θ'_U): the memory write with the live update-network parameters of θ'."""
         memory = self.model.memory
         live_u = {name.removeprefix("memory."): p for name, p in theta_prime.items()
-                  if name.startswith("memory.update.")}
-        live_u |= {f"update.{name}": b for name, b in copied_buffers(memory.update).items()}
+                  if name.startswith("memory.update_net.")}
+        live_u |= {f"update_net.{name}": b for name, b in copied_buffers(memory.update_net).items()}
         return call_with(memory, live_u, "write", feature, labels, memory=M)
 
     def outer_gradient(self, theta: Params, theta_prime: Params, grads_mtr: list[Tensor], loss_mte: Tensor,

@@ -10,7 +10,7 @@ from pinmem.models.deeplabv3plus import DeepLabV3Plus
 from pinmem.models.efficientnet import EfficientNetLite, efficientnet_lite0
 from pinmem.models.factory import ARCHS, BACKBONES, build_model
 from pinmem.models.memory import MemoryOutput, MemoryRead, PinMemory, UpdateNetwork
-from pinmem.models.memory_ops import class_sums, label_weights, update_memory
+from pinmem.models.memory_ops import class_sums, label_weights, write_memory
 from pinmem.models.resnet import BackboneFeatures, ResNet
 from pinmem.models.weights import WeightsError, load_backbone_weights
 
@@ -35,5 +35,5 @@ __all__ = [
     "efficientnet_lite0",
     "label_weights",
     "load_backbone_weights",
-    "update_memory",
+    "write_memory",
 ]

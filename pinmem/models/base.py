@@ -66,13 +66,13 @@ class SegmentationModel(nn.Module):
         self.memory = memory
         self.aux_head = AuxHead(backbone.channels["layer3"], num_classes) if aux_head else None
 
-    def features(self, x: Tensor) -> tuple[BackboneFeatures, Tensor]:
+    def encoder_outputs(self, x: Tensor) -> tuple[BackboneFeatures, Tensor]:
         """The backbone's features and F, the feature the memory works on (each architecture defines it)."""
-        raise TypeError(f"{type(self).__name__} must define features()")
+        raise TypeError(f"{type(self).__name__} must define encoder_outputs()")
 
     def encode(self, x: Tensor) -> Tensor:
         """F alone, without the decoder: what the memory initialisation and writes need."""
-        return self.features(x)[1]
+        return self.encoder_outputs(x)[1]
 
     def decode(self, bb: BackboneFeatures, head_in: Tensor) -> Tensor:
         """Logits (before the final upsampling) from the backbone features and the head's input R (or F)."""
@@ -85,12 +85,12 @@ class SegmentationModel(nn.Module):
         memory: Tensor | None = None,
         compute_aux: bool | None = None,
     ) -> SegmentationOutput:
-        bb, feature = self.features(x)
+        bb, feature = self.encoder_outputs(x)
         head_in, mem = self.memory_step(feature, labels, memory)
         return SegmentationOutput(
             logits=resize(self.decode(bb, head_in), x.shape[-2:]),
             feature=feature,
-            aux_logits=self.aux(bb.features["layer3"], compute_aux),
+            aux_logits=self.aux(bb.maps["layer3"], compute_aux),
             whitening_features=bb.whitened,
             **mem,
         )

@@ -37,10 +37,10 @@ class DeepLabV2(SegmentationModel):
         init_new_layers(self.head)
         init_new_layers(self.classifier)
 
-    def features(self, x: Tensor) -> tuple[BackboneFeatures, Tensor]:
+    def encoder_outputs(self, x: Tensor) -> tuple[BackboneFeatures, Tensor]:
         """The backbone's features and F (backbone and ASPP-v2)."""
         bb = self.backbone.forward_features(x)
-        return bb, self.aspp(bb.features["layer4"])
+        return bb, self.aspp(bb.maps["layer4"])
 
     def decode(self, bb: BackboneFeatures, head_in: Tensor) -> Tensor:
         """3×3 head and classifier on R (or F) -> logits at F's size."""

@@ -42,13 +42,13 @@ class DeepLabV3Plus(SegmentationModel):
         for m in (self.project, self.low_level, self.decoder, self.classifier):
             init_new_layers(m)
 
-    def features(self, x: Tensor) -> tuple[BackboneFeatures, Tensor]:
+    def encoder_outputs(self, x: Tensor) -> tuple[BackboneFeatures, Tensor]:
         """The backbone's features and F (backbone, ASPP, projection)."""
         bb = self.backbone.forward_features(x)
-        return bb, self.project(self.aspp(bb.features["layer4"]))
+        return bb, self.project(self.aspp(bb.maps["layer4"]))
 
     def decode(self, bb: BackboneFeatures, head_in: Tensor) -> Tensor:
         """Decoder on R (or F) and layer1's low-level feature -> logits at layer1's size."""
-        low = self.low_level(bb.features["layer1"])
+        low = self.low_level(bb.maps["layer1"])
         y = torch.cat([low, resize(head_in, low.shape[-2:])], dim=1)
         return self.classifier(self.decoder(y))

@@ -273,7 +273,7 @@ class EfficientNetLite(nn.Module):
         return BackboneFeatures(features, whitened)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return self.forward_features(x).features
+        return self.forward_features(x).maps
 
 
 def efficientnet_lite0(output_stride: int = 16, norm: str = "bn", drop_connect_rate: float = 0.0) -> EfficientNetLite:

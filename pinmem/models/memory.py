@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from pinmem.errors import PinmemError
 from pinmem.models.layers import conv_bn_relu, init_new_layers
-from pinmem.models.memory_ops import at_least_float32, class_sums, read_weights, update_memory
+from pinmem.models.memory_ops import at_least_float32, class_sums, read_weights, write_memory
 
 Reduce = Callable[[Tensor], Tensor]
 #: the released code's initialisation of the memory module's BN biases and of G's weight (std)
@@ -62,7 +62,7 @@ class UpdateNetwork(nn.Module):
 
 
 class PinMemory(nn.Module):
-    """Memory module: buffer ``slots`` (M), ``fusion`` (Conv1×1 2C→C, BN, ReLU), ``update`` (U) and
+    """Memory module: buffer ``slots`` (M), ``fusion`` (Conv1×1 2C→C, BN, ReLU), ``update_net`` (U) and
     ``classifier`` (G = Linear(C→N), applied to each slot by the divergence loss).
 
     Args:
@@ -97,7 +97,7 @@ class PinMemory(nn.Module):
         self.reduce = reduce
         self.register_buffer("slots", torch.zeros(num_slots, channels))
         self.fusion = conv_bn_relu(2 * channels, channels, 1)
-        self.update = UpdateNetwork(channels)
+        self.update_net = UpdateNetwork(channels)
         self.classifier = nn.Linear(channels, num_slots)
         self.reset_parameters()
         self._init_sums: Tensor | None = None
@@ -131,7 +131,7 @@ class PinMemory(nn.Module):
 
     def class_sums(self, feature: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """U's per-class sums and counts for a batch, after the ``reduce`` hook."""
-        sums, counts = class_sums(self.update(feature), labels, self.num_slots)
+        sums, counts = class_sums(self.update_net(feature), labels, self.num_slots)
         if self.reduce is not None:
             sums, counts = self.reduce(sums), self.reduce(counts)
         return sums, counts
@@ -140,7 +140,7 @@ class PinMemory(nn.Module):
         """M̂ = update(M, F, Y) (docs/method.md §3 write), differentiable through U and F; the buffer is unchanged."""
         mem = self.slots if memory is None else memory
         sums, counts = self.class_sums(feature, labels)
-        return update_memory(mem, sums, counts, self.momentum)
+        return write_memory(mem, sums, counts, self.momentum)
 
     def forward(
         self, feature: Tensor, labels: Tensor | None = None, memory: Tensor | None = None

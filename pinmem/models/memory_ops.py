@@ -64,7 +64,7 @@ def class_sums(features: Tensor, labels: Tensor, num_classes: int) -> tuple[Tens
 
     Returns ``sums`` (N×C) = Σ_{b,p} w_{b,p,n} z_{b,:,p} and ``counts`` (N) = Σ_{b,p} w_{b,p,n}, both
     float32 (autocast off), with ``w`` from :func:`label_weights` at the features' size. Both can be
-    all-reduced across ranks before :func:`update_memory` forms the mean. Differentiable with respect to
+    all-reduced across ranks before :func:`write_memory` forms the mean. Differentiable with respect to
     ``features``.
     """
     weights = label_weights(labels, num_classes, features.shape[-2:]).flatten(2)  # B×N×P
@@ -75,7 +75,7 @@ def class_sums(features: Tensor, labels: Tensor, num_classes: int) -> tuple[Tens
     return sums, weights.sum(dim=(0, 2))
 
 
-def update_memory(memory: Tensor, sums: Tensor, counts: Tensor, momentum: float = 0.8) -> Tensor:
+def write_memory(memory: Tensor, sums: Tensor, counts: Tensor, momentum: float = 0.8) -> Tensor:
     """Momentum write (docs/method.md §3, write steps 3–5): M̂_n = m·M_n + (1−m)·sums_n/counts_n for every class with
     ``counts_n > 0``, M̂_n = M_n otherwise, then row-wise L2 normalisation. ``m`` weights the *old* memory."""
     present = (counts > 0).unsqueeze(1)

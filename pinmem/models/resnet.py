@@ -45,11 +45,11 @@ OUTPUT_STRIDES: tuple[int, ...] = tuple(sorted(_DILATE))
 
 @dataclass
 class BackboneFeatures:
-    """What the backbone computes: ``features`` maps ``layer1``…``layer4`` to tensors; ``whitened`` holds
+    """What the backbone computes: ``maps`` takes ``layer1``…``layer4`` to tensors; ``whitened`` holds
     the instance-whitened maps (stem, end of layer1, end of layer2) for the ISW loss, empty unless
     ``norm="isw"``."""
 
-    features: dict[str, Tensor]
+    maps: dict[str, Tensor]
     whitened: list[Tensor] = field(default_factory=list)
 
 
@@ -238,5 +238,5 @@ class ResNet(nn.Module):
         return BackboneFeatures(features, whitened)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return self.forward_features(x).features
+        return self.forward_features(x).maps
 
