@@ -43,10 +43,11 @@ class DemoSettings:
     README compares this demo with the earlier ResNet-18-from-scratch one. lr 0.05 is the benchmark's, chosen on
     the sources (train on gtav, score on synthia); 150 iterations of 160² crops keep the demo under 10 minutes.
     Speed settings (README, "The demo"): one loader worker; the evaluation runs channels-last (0.74× its time on
-    the 2-core CPU; logits equal to float rounding). Training stays in the default layout: channels-last would
-    take 0.92× (erm) and 0.95× (pinmem) of the demo's training time, but on this CPU its float32 gradients of
-    EfficientNet-Lite0 are 2.6× further from float64's than the default layout's (1.0 % against 0.38 %), and
-    the one-seed numbers then move as much as another seed would (``--channels-last``).
+    the 2-core CPU; logits equal to float rounding). Training stays in the default layout: from a fresh clone,
+    channels-last training took erm 136 s instead of 146 s and pinmem 186 s as before
+    (``results/demo/*_s304.json``), while its float32 gradients of EfficientNet-Lite0 on this CPU are 2.6×
+    further from float64's (``benchmarks/channels_last_gradients.py``) and the one-seed numbers then move as much
+    as another seed would (``--channels-last``).
     """
 
     out: Path = Path("runs/demo")
