@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +21,15 @@ torch.set_num_threads(1)
 
 
 from pinmem.data.base import no_transform as identity_transform  # noqa: E402,F401
+
+#: the benchmark scripts, importable by name (they import their shared helper, measurement.py, the same way)
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module, so that the scripts behind the README's numbers run in the tests."""
+    return importlib.import_module(name)
 
 
 def optional_module(name: str, install: str) -> ModuleType:

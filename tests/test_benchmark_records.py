@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from conftest import benchmark_script
 
-
-def _script(name: str) -> ModuleType:
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))  # the scripts import their shared helper, measurement.py
-    return importlib.import_module(name)
+_script = benchmark_script
 
 
 def _record(path: Path, benchmark: str, command: str) -> dict:

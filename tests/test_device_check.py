@@ -3,26 +3,20 @@ step, and the JSON and the Markdown table are written."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import BENCHMARKS, benchmark_script
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "device_check.py"
 METHODS = {"erm", "mldg (1st order)", "pinmem (1st order)", "pinmem (2nd order)"}
 
 
 @pytest.fixture(scope="module")
 def device_check():
-    spec = importlib.util.spec_from_file_location("device_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["device_check"] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("device_check")
 
 
 def test_tiny_cpu_run_writes_every_method_and_the_table(device_check, tmp_path: Path):
@@ -46,7 +40,7 @@ def test_tiny_cpu_run_writes_every_method_and_the_table(device_check, tmp_path: 
 
 
 def test_the_shell_script_parses_and_passes_its_options_through():
-    script = SCRIPT.parent / "device_check.sh"
+    script = BENCHMARKS / "device_check.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
     assert 'benchmarks/device_check.py "${ARGS[@]}"' in text and 'ARGS=("$@")' in text

@@ -1,25 +1,18 @@
 """The street-world DG benchmark script at toy size: one run writes a complete result file, a rerun skips it,
 the gumbel_test row reuses the main run's training, and the report turns the files into the README table."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import benchmark_script
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "dg_street.py"
 REQUIRED = {"method", "variant", "seed", "backbone", "pretrained", "iterations", "crop", "source_val_miou",
             "target_miou", "per_class", "wall_s", "git_commit", "command"}
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("dg_street", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dg_street"] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("dg_street")
 
 
 def test_grid_has_the_papers_rows_with_three_seeds_and_the_ablations(bench):

@@ -5,15 +5,13 @@ logged, bf16 autocast over the whole step and commit, and ``train.compile`` with
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import logging
 import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import benchmark_script
 
 from pinmem.data.examples import write_examples
 from pinmem.data.sampling import build_train_loader
@@ -273,11 +271,8 @@ def test_inductor_compiled_pinmem_gives_the_same_steps(data_root, tmp_path):
 
 def test_the_hot_path_benchmark_runs_at_toy_size(tmp_path):
     """``benchmarks/bench_hot_path.py`` (the README's numbers) at toy size, so that it cannot rot."""
-    benchmarks = str(Path(__file__).resolve().parent.parent / "benchmarks")
-    if benchmarks not in sys.path:
-        sys.path.insert(0, benchmarks)
     out = tmp_path / "hot_path.json"
-    importlib.import_module("bench_hot_path").main(
+    benchmark_script("bench_hot_path").main(
         ["--size", "32", "--batch", "2", "--warmup", "1", "--repeats", "1", "--threads", "1", "--variants",
          "defaults", "channels_last", "--out", str(out)])
     record = json.loads(out.read_text())

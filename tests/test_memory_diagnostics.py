@@ -1,26 +1,20 @@
 """benchmarks/memory_diagnostics.py, the evidence behind docs/results.md: its bounds and its measurements on a tiny
 model, so that the script cannot rot and its numbers mean what the docs say."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import benchmark_script
 
 from pinmem.data import build_dataset
 from pinmem.data.examples import write_examples
 from pinmem.models import build_model
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "memory_diagnostics.py"
-
 
 @pytest.fixture(scope="module")
 def diagnostics():
-    spec = importlib.util.spec_from_file_location("memory_diagnostics", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("memory_diagnostics")
 
 
 def test_entropy_floor_is_the_one_hot_read_of_cosines_in_0_1(diagnostics):

@@ -48,7 +48,7 @@ def test_write_equals_naive_masked_average() -> None:
     labels = _labels(3, 23, 27)
     got = mem.write(feature, labels, memory)
 
-    z = mem.update(feature)
+    z = mem.update_net(feature)
     weights = _naive_weights(labels, N, (6, 7))
     expected = memory.clone()
     for n in range(N):
@@ -66,7 +66,7 @@ def test_write_equals_naive_masked_average() -> None:
     assert torch.allclose(got.norm(dim=1), torch.ones(N), atol=1e-5)
 
 
-def test_update_memory_keeps_zero_rows_and_reduce_hook() -> None:
+def test_write_memory_keeps_zero_rows_and_reduce_hook() -> None:
     memory = torch.zeros(N, C)
     sums, counts = torch.randn(N, C), torch.tensor([2.0, 0.0, 1.0, 0.0, 3.0])
     out = write_memory(memory, sums, counts, 0.8)

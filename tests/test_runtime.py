@@ -62,8 +62,11 @@ def test_command_line_options_are_built_from_the_settings():
     for spec in dataclasses.fields(InferenceSettings):  # every field has its option
         assert "--" + spec.name.replace("_", "-") in parser.format_help()
     args = parser.parse_args(["--mode", "slide", "--crop", "48", "--stride", "32", "--flip", "--pad",
-                              "--batch-size", "3", "--target-bn", "--amp", "bf16", "--device", "cpu", "--quiet"])
-    assert inference_settings(args) == InferenceSettings("slide", True, 48, 32, True, 3, True, "bf16", "cpu")
+                              "--batch-size", "3", "--target-bn", "--amp", "bf16", "--device", "cpu", "--channels-last",
+                              "--quiet"])
+    assert inference_settings(args) == InferenceSettings(mode="slide", flip=True, crop=48, stride=32, pad=True,
+                                                         batch_size=3, target_bn=True, amp="bf16", device="cpu",
+                                                         channels_last=True)
     with pytest.raises(SystemExit):
         with contextlib.redirect_stderr(io.StringIO()):
             parser.parse_args(["--amp", "fp8"])

@@ -52,10 +52,6 @@ def test_every_method_lowers_the_loss(method, data_root, tmp_path):
         assert all(m.any() for m in trainer.method.masks)
 
 
-def _weights(path):
-    return load_checkpoint(path)
-
-
 def test_resume_continues_bit_for_bit(data_root, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     assert main(["train", *base(data_root, "method=pinmem", "train.iterations=4", f"train.out_dir={full}")]) == 0

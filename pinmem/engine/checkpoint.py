@@ -94,7 +94,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 #: state-dict key prefixes renamed since checkpoints were first written (old → new): the memory's update network
 #: U was the attribute ``update`` until the names of docs/method.md ("Names") gave it one meaning
-RENAMED_PREFIXES = {"memory.update_net.": "memory.update_net."}
+RENAMED_PREFIXES = {"memory.update.": "memory.update_net."}
 
 
 def renamed_model_keys(state: dict[str, Any]) -> dict[str, Any]:

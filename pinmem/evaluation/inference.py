@@ -69,13 +69,13 @@ class InferenceSettings:
     target_bn: bool = field(default=False, metadata=_option(
         "BatchNorm uses the statistics of each target batch (TSMLDG); stored statistics unchanged"))
     amp: str = field(default="none", metadata=_option("autocast (default none)", choices=AMP_MODES))
+    #: None: where the model is (a checkpoint is loaded onto the CPU); ``auto``: CUDA when available
+    device: str | None = field(default=None, metadata=_option(
+        "cpu, cuda, cuda:N or auto (default: auto)", cli_default="auto"))
     #: a layout, not a computation: results equal the default's to float rounding, so :meth:`to_dict` omits it
     channels_last: bool = field(default=False, metadata=_option(
         "run in the channels-last (NHWC) memory format, model included (faster convolutions on CPU and on tensor "
         "cores; equal results to float rounding)"))
-    #: None: where the model is (a checkpoint is loaded onto the CPU); ``auto``: CUDA when available
-    device: str | None = field(default=None, metadata=_option(
-        "cpu, cuda, cuda:N or auto (default: auto)", cli_default="auto"))
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
