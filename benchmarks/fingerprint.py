@@ -139,6 +139,18 @@ def fingerprint(work: Path) -> dict[str, Any]:
     return out
 
 
+#: state-dict names renamed between versions (pinmem.engine.checkpoint.RENAMED_PREFIXES), written out here so that
+#: the script compares the weights of code from before a rename with code from after it
+RENAMED_PREFIXES = {"memory.update.": "memory.update_net."}
+
+
+def renamed(key: str) -> str:
+    for old, new in RENAMED_PREFIXES.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
 def training_fingerprint(work: Path) -> dict[str, Any]:
     """Two iterations of erm and pinmem, AMP none and bf16: the weights and the final validation's matrix."""
     from pinmem.engine.trainer import Trainer
@@ -158,6 +170,7 @@ def training_fingerprint(work: Path) -> dict[str, Any]:
             results = Trainer(cfg).fit()
             state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
             weights = hashlib.sha256()
+            state = {renamed(k): v for k, v in state.items()}
             for key in sorted(state):
                 weights.update(key.encode() + digest(state[key]).encode())
             out[f"train/{method}/{amp}/weights"] = weights.hexdigest()
