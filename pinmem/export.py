@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import json
 import logging
 import warnings
@@ -107,12 +108,24 @@ def _onnx_dynamo_export(wrapper: nn.Module, x: Tensor, path: Path, opset: int | 
     onnx_program.save(str(path), external_data=False)
 
 
+def _export_takes_dynamo() -> bool:
+    """``torch.onnx.export`` has the ``dynamo`` switch (newer torch; 2.3 has only the TorchScript exporter)."""
+    return "dynamo" in inspect.signature(torch.onnx.export).parameters
+
+
+def dynamo_exporter_available() -> bool:
+    """The ``torch.export``-based ONNX exporter as pinmem calls it: ``Dim.DYNAMIC``, ``dynamo=True``, onnxscript."""
+    return (_export_takes_dynamo() and hasattr(torch.export, "Dim") and hasattr(torch.export.Dim, "DYNAMIC")
+            and importlib.util.find_spec("onnxscript") is not None)
+
+
 def _onnx_legacy(wrapper: nn.Module, x: Tensor, path: Path, opset: int | None) -> None:
     axes = {0: "batch", 2: "height", 3: "width"}
+    switch = {"dynamo": False} if _export_takes_dynamo() else {}  # the TorchScript exporter, named where needed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation and tracer warnings about the size checks in resize()
-        torch.onnx.export(wrapper, (x,), str(path), dynamo=False, input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": axes, "logits": axes}, opset_version=opset or 17)
+        torch.onnx.export(wrapper, (x,), str(path), input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": axes, "logits": axes}, opset_version=opset or 17, **switch)
 
 
 def _add_metadata(path: Path, extra: dict[str, str]) -> None:
@@ -146,11 +159,14 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = LogitsModel(model).eval()
     x = _example(height, width)
-    has_onnxscript = importlib.util.find_spec("onnxscript") is not None
-    if exporter == "dynamo" and not has_onnxscript:
+    if exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
         raise ExportError("the dynamo ONNX exporter needs onnxscript: pip install onnxscript onnx")
+    if exporter == "dynamo" and not dynamo_exporter_available():
+        raise ExportError(f"the dynamo ONNX exporter needs a newer torch than {torch.__version__} "
+                          "(torch.export.Dim.DYNAMIC and torch.onnx.export(dynamo=True); tested with 2.13); "
+                          "use exporter='legacy'")
     with deterministic_read(model):
-        if exporter in ("auto", "dynamo") and has_onnxscript:
+        if exporter in ("auto", "dynamo") and dynamo_exporter_available():
             try:
                 _onnx_dynamo(wrapper, x, path, opset)
             except Exception as err:  # the exporter raises many types; fall back unless dynamo was asked for

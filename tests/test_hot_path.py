@@ -18,9 +18,18 @@ from pinmem.data.sampling import build_train_loader
 from pinmem.engine import hot_path
 from pinmem.engine import trainer as trainer_module
 from pinmem.engine.config import load_config
+from pinmem.engine.config_checks import compile_checked_with_meta_learning
 from pinmem.engine.distributed import DistContext
 from pinmem.engine.trainer import Trainer, TrainingDiverged
 from pinmem.errors import ConfigError
+
+
+def autocast_enabled_on_cpu() -> bool:
+    """``torch.is_autocast_enabled("cpu")``; torch < 2.4 (``make test-oldest``) has only ``is_autocast_cpu_enabled``."""
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:
+        return torch.is_autocast_cpu_enabled()
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +197,7 @@ def test_bf16_autocast_covers_the_step_and_the_commit_and_the_class_sums_stay_fl
 
     def class_sums(feature, labels):
         sums, counts = original(feature, labels)
-        writes.append((torch.is_autocast_enabled("cpu"), sums.dtype, counts.dtype))
+        writes.append((autocast_enabled_on_cpu(), sums.dtype, counts.dtype))
         return sums, counts
 
     memory.class_sums = class_sums
@@ -219,10 +228,11 @@ def refusing_compile(fn, **kwargs):
 
 @pytest.mark.parametrize("compile_", [failing_compile, refusing_compile], ids=["at the first call", "at once"])
 def test_compile_falls_back_with_a_warning_naming_the_exception(compile_, data_root, tmp_path, monkeypatch, caplog):
-    eager = make_trainer(data_root, tmp_path / "eager", "method=mldg")
+    method = "method=mldg" if compile_checked_with_meta_learning() else "method=erm"  # older torch: refused
+    eager = make_trainer(data_root, tmp_path / "eager", method)
     monkeypatch.setattr(torch, "compile", compile_)
     with caplog.at_level(logging.WARNING, logger="pinmem"):
-        compiled = make_trainer(data_root, tmp_path / "compiled", "method=mldg", "train.compile=true")
+        compiled = make_trainer(data_root, tmp_path / "compiled", method, "train.compile=true")
         batch = first_batch(eager)
         a, b = eager.train_step(batch, 0), compiled.train_step(batch, 0)
     assert not compiled.compiled.active
@@ -252,8 +262,13 @@ def compiled_matches_eager(data_root, tmp_path, method: str, steps: int, toleran
 
 def test_compiled_encoder_under_functional_call_gives_the_same_step(data_root, tmp_path, monkeypatch):
     """Dynamo's graph capture and AOTAutograd (the ``aot_eager`` backend: everything but the C++ code generation,
-    seconds instead of minutes on CPU): MLDG's θ′ swapped in by ``functional_call`` on copies of the BN buffers."""
+    seconds instead of minutes on CPU): MLDG's θ′ swapped in by ``functional_call`` on copies of the BN buffers.
+    On a torch older than the one this was checked with, the configuration refuses the combination instead."""
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    if not compile_checked_with_meta_learning():
+        with pytest.raises(ConfigError, match="train.compile=true with method mldg needs torch"):
+            make_trainer(data_root, tmp_path / "old", "method=mldg", "train.compile=true")
+        return
     compiled_matches_eager(data_root, tmp_path, "mldg", steps=1, tolerance=1e-12)
 
 

@@ -104,6 +104,27 @@ def validate(config: Config) -> None:
                           "meta.first_order=false: the second-order update differentiates through the inner "
                           "gradient (double backward), which torch.compile's graphs do not support; use "
                           "meta.first_order=true or train.compile=false")
+    if config.train.compile and config.method in META_METHODS and not compile_checked_with_meta_learning():
+        import torch
+
+        # measured: on torch 2.3.0 the compiled encoder under functional_call gave MLDG a meta-test loss 1.6 %
+        # off the uncompiled one (tests/test_hot_path.py, `make test-oldest`); 2.13 agrees to 1e-12
+        oldest = ".".join(map(str, COMPILE_WITH_META_LEARNING_FROM))
+        raise ConfigError(f"train.compile=true with method {config.method} needs torch >= {oldest} "
+                          f"(this torch: {torch.__version__}): on torch 2.3 the "
+                          "compiled encoder under the meta-learning's functional_call computed a different "
+                          "meta-test loss, and the versions between were not checked; use train.compile=false")
+
+
+#: the oldest torch on which a compiled encoder was checked to give mldg/pinmem the uncompiled numbers
+COMPILE_WITH_META_LEARNING_FROM = (2, 13)
+
+
+def compile_checked_with_meta_learning() -> bool:
+    import torch
+
+    release = torch.__version__.split("+")[0].split(".")
+    return tuple(int(p) for p in release[:2] if p.isdigit()) >= COMPILE_WITH_META_LEARNING_FROM
 
 
 def _validate_datasets(config: Config) -> None:
