@@ -148,7 +148,9 @@ def mark_phases(setups: dict[str, tuple]) -> None:
 
 
 def profile_steps(setups: dict[str, tuple], args: argparse.Namespace, iteration: int) -> None:
-    """One profiled step per variant: its phases and its top operators by self time (Markdown tables)."""
+    """One profiled step per variant: its phases, the backward graph's nodes by inclusive time (where the
+    backward and the second-order double backward spend theirs) and the top operators by self time (Markdown
+    tables)."""
     mark_phases(setups)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
     for variant, setup in setups.items():
@@ -159,6 +161,11 @@ def profile_steps(setups: dict[str, tuple], args: argparse.Namespace, iteration:
         print("| phase | ms | calls |\n|---|---:|---:|")
         for e in sorted((e for e in events if e.key.startswith("#")), key=lambda e: -e.cpu_time_total):
             print(f"| `{e.key[1:]}` | {e.cpu_time_total / 1000:.0f} | {e.count} |")
+        node_prefix = "autograd::engine::evaluate_function: "
+        nodes = sorted((e for e in events if e.key.startswith(node_prefix)), key=lambda e: -e.cpu_time_total)
+        print("\n| autograd node (inclusive) | ms | calls |\n|---|---:|---:|")
+        for e in nodes[: args.profile_rows]:
+            print(f"| `{e.key.removeprefix(node_prefix)}` | {e.cpu_time_total / 1000:.0f} | {e.count} |")
         print("\n| operator | self ms | % | calls |\n|---|---:|---:|---:|")
         ops = sorted((e for e in events if not e.key.startswith("#")), key=lambda e: -e.self_cpu_time_total)
         total = sum(e.self_cpu_time_total for e in events)
