@@ -30,6 +30,7 @@ BAD_VALUES = [
     ("train.crop_size=0", ["train.crop_size=0", "positive"]),
     ("train.batch_per_domain=-2", ["train.batch_per_domain=-2", "positive"]),
     ("model.num_classes=0", ["model.num_classes=0", "positive"]),
+    ("pinmem.temperature=0", ["pinmem.temperature=0.0", "positive"]),
     ("train.momentum=-0.5", ["train.momentum=-0.5", "zero or positive"]),
     ("method=pinmen", ["method='pinmen'", "erm, ibn, isw, mldg, pinmem", "did you mean 'pinmem'"]),
     ("model.backbone=resnet51", ["model.backbone='resnet51'", "resnet18, resnet34", "did you mean 'resnet50'"]),

@@ -20,7 +20,7 @@ def test_grid_has_the_papers_rows_with_three_seeds_and_the_ablations(bench):
     for m in ("erm", "ibn", "isw", "mldg", "pinmem"):
         assert {f"{m}-main-s{s}" for s in (304, 305, 306)} <= keys
     for v in ("no_meta", "no_coh", "no_div", "no_gumbel_train", "gumbel_test", "bn_shared", "ibn_backbone",
-              "isw_backbone", "scratch"):
+              "isw_backbone", "scratch", "no_gumbel_low_tau"):
         assert f"pinmem-{v}-s304" in keys
     assert len(keys) == len(bench.grid())
 

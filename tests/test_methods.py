@@ -211,3 +211,18 @@ def test_split_domains_is_deterministic_and_covers_both_roles():
     assert {mtr[0] for mtr, _ in splits} == set(domains)
     with pytest.raises(ValueError):
         split_domains(["gtav"], 304, 0)
+
+
+def test_the_temperature_reaches_the_read_and_the_cohesion_loss():
+    """``pinmem.temperature`` is τ of the read softmax and of L_coh: the model is built with it, and a pinmem
+    step's L_read on the meta-train batch is ``read_loss`` at that τ, not at the paper's τ = 1."""
+    cfg, model, method, batch = _setup("pinmem", "pinmem.temperature=0.25")
+    assert model.memory.temperature == 0.25
+    (x_mtr, y_mtr), _ = _meta_batches(method, batch, 0)
+    with torch.no_grad():
+        out = model(x_mtr, labels=y_mtr)
+    at_tau = read_loss(out, y_mtr, cfg.pinmem.lambda_coh, None, 0.25)
+    at_one = read_loss(out, y_mtr, cfg.pinmem.lambda_coh, None, 1.0)
+    losses = method.step(batch, 0, 0.01)
+    torch.testing.assert_close(losses["read_mtr"], at_tau)
+    assert abs(float(at_tau) - float(at_one)) > 1e-5  # λ1·(CE(s/τ) − CE(s)): 5e-4 here, in float64

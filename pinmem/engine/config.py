@@ -136,6 +136,9 @@ class PinmemConfig:
     meta_learning: bool = True
     #: Gumbel noise in the read while training (the paper); false reads with a plain softmax (an ablation)
     gumbel: bool = True
+    #: τ of the read softmax and of L_coh (the paper: 1). With non-negative F and slots the cosine s lies in
+    #: [0, 1], so at τ = 1 the read cannot be peaked (docs/results.md §1); a smaller τ is an ablation
+    temperature: float = 1.0
 
 
 @dataclass
@@ -187,6 +190,7 @@ def model_kwargs(config: Config, load_backbone: bool = True) -> dict[str, Any]:
         "norm": config.norm,
         "backbone_weights": config.model.backbone_weights if load_backbone else None,
         "memory_momentum": config.pinmem.memory_momentum,
+        "memory_temperature": config.pinmem.temperature,
         "memory_stochastic": config.train.stochastic and config.pinmem.gumbel,
         "gumbel_eval": config.model.gumbel_at_eval,
     }

@@ -35,7 +35,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 }
 POSITIVE = ("train.iterations", "train.batch_per_domain", "train.crop_size", "data.epoch_length", "model.num_classes",
             "train.log_every", "train.exp_horizon", "pinmem.init_images", "isw.trials", "isw.images_per_trial",
-            "isw.clusters", "data.prefetch_factor")
+            "isw.clusters", "data.prefetch_factor", "pinmem.temperature")
 NON_NEGATIVE = ("train.val_every", "train.ckpt_every", "train.lr", "train.weight_decay", "data.num_workers",
                 "train.momentum", "train.exp_rate", "train.poly_power", "meta.inner_lr_ratio", "meta.first_inner_lr",
                 "pinmem.lambda_coh", "pinmem.lambda_div", "isw.start_epoch", "isw.weight")

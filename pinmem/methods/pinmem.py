@@ -57,10 +57,12 @@ from pinmem.models.base import SegmentationModel, SegmentationOutput
 from pinmem.models.losses import Normalizer, cohesion_loss, divergence_loss, segmentation_loss
 
 
-def read_loss(out: SegmentationOutput, labels: Tensor, lambda_coh: float, normalizer: Normalizer | None) -> Tensor:
-    """L_read = L_seg + λ1·L_coh (docs/method.md §4): segmentation (with the auxiliary head) plus feature cohesion."""
+def read_loss(out: SegmentationOutput, labels: Tensor, lambda_coh: float, normalizer: Normalizer | None,
+              temperature: float = 1.0) -> Tensor:
+    """L_read = L_seg + λ1·L_coh (docs/method.md §4): segmentation (with the auxiliary head) plus feature cohesion
+    at the read's τ (``temperature``)."""
     seg = segmentation_loss(out.logits, labels, out.aux_logits, normalizer=normalizer)
-    return seg + lambda_coh * cohesion_loss(out.cosine, labels, normalizer=normalizer)
+    return seg + lambda_coh * cohesion_loss(out.cosine, labels, temperature, normalizer=normalizer)
 
 
 def update_loss(memory_hat: Tensor, classifier: torch.nn.Module, lambda_div: float) -> Tensor:
@@ -105,7 +107,7 @@ class PinTheMemory(Method):
         # 6: L_read with (X_mtr, M, θ_{E,D})   — the read uses M detached, because …
         # 7: M̂ ← update(M, X_mtr; θ_{E,U})     — … the same forward writes M̂
         out_mtr = model(x_mtr, labels=y_mtr)
-        l_read_mtr = read_loss(out_mtr, y_mtr, lam_coh, self.normalizer)
+        l_read_mtr = read_loss(out_mtr, y_mtr, lam_coh, self.normalizer, memory.temperature)
         # 8: L_update with (M̂, θ_G)
         l_update = update_loss(out_mtr.memory_hat, memory.classifier, lam_div)
         # 9: θ' = θ − α·∇_θ(L_read + L_update)   (eq. 9; θ*_G is G's step along its meta-train gradient, in 14)
@@ -117,7 +119,7 @@ class PinTheMemory(Method):
         M_prime = self.memory_for_meta_test(theta_prime, x_mtr, y_mtr, M)
         # 13: L_read with (X_mte, M', θ'_{E,D})
         out_mte = forward_with(model, theta_prime, x_mte, memory=M_prime, isolate_buffers=cfg.meta.isolate_bn_stats)
-        l_read_mte = read_loss(out_mte, y_mte, lam_coh, self.normalizer)
+        l_read_mte = read_loss(out_mte, y_mte, lam_coh, self.normalizer, memory.temperature)
         # 14: θ* from θ' (eq. 11) — gradients into .grad; the trainer averages them over ranks and steps (16)
         self.outer_gradient(theta, theta_prime, grads_mtr, l_read_mte, first_order)
         # 15: M* ← update(M, X_mtr; copy(θ*_{E,U})) is after_step, once the trainer has made θ*
@@ -131,7 +133,7 @@ class PinTheMemory(Method):
         cfg = self.config
         x, y = self.inputs(batch, list(batch))
         out = self.model(x, labels=y)
-        l_read = read_loss(out, y, cfg.pinmem.lambda_coh, self.normalizer)
+        l_read = read_loss(out, y, cfg.pinmem.lambda_coh, self.normalizer, self.model.memory.temperature)
         l_update = update_loss(out.memory_hat, self.model.memory.classifier, cfg.pinmem.lambda_div)
         (l_read + l_update).backward()
         self._commit_batch = (x.detach(), y.detach())
