@@ -16,7 +16,8 @@ Writes ``diagnostics.json`` and ``read_maps.png``. Per domain (val split, whole 
   permutation of M's rows; slot identity matters only to L_coh and G.
 - ``cosine.min`` / ``cosine.max``: the range of s. F and Z both come out of a ReLU, so q and M are non-negative and
   s ∈ [0, 1]; with τ = 1 even a one-hot s gives W at most e/(e + N − 1) ≈ 0.131 and entropy ≈ 2.90 nats
-  (N = 19), against log N = 2.944 for a uniform read (``read.entropy_floor``).
+  (N = 19), against log N = 2.944 for a uniform read (``read.entropy_floor``, at the model's τ,
+  ``pinmem.temperature``).
 - ``slots``: cosine similarity between memory slots (mean and max off the diagonal).
 """
 
@@ -92,7 +93,8 @@ def diagnose_domain(model: torch.nn.Module, dataset: Any, limit: int) -> dict[st
         "images": min(limit, len(dataset)),
         "read": {"entropy": float(np.mean(stats["H"])), "entropy_gumbel": float(np.mean(stats["H_gumbel"])),
                  "uniform_entropy": math.log(n), "max_weight": float(np.mean(stats["wmax"])),
-                 "max_weight_gumbel": float(np.mean(stats["wmax_gumbel"])), "entropy_floor": entropy_floor(n)},
+                 "max_weight_gumbel": float(np.mean(stats["wmax_gumbel"])),
+                 "entropy_floor": entropy_floor(n, memory.temperature), "temperature": memory.temperature},
         "cosine": {"gt_minus_best_other": float(np.mean(stats["margin"])), "min": float(np.min(stats["smin"])),
                    "max": float(np.max(stats["smax"]))},
         "nearest_prototype": {"pixel_accuracy": 100 * pm.pixel_accuracy, "miou": 100 * pm.miou,
