@@ -5,31 +5,40 @@ bdd100k and mapillary styles; every method with several seeds, plus the ablation
     python benchmarks/dg_street.py --only pinmem-main-s304 erm-main-s304
     python benchmarks/dg_street.py --list               # the grid and which results exist
     python benchmarks/dg_street.py --report --update-readme README.md
+    python benchmarks/dg_street.py --lr 0.05 --iterations 1000 --methods erm mldg pinmem --variants main
+    python benchmarks/dg_street.py --lr 0.05 --reproduce   # rerun the rows whose file names no clean commit
 
 Each run writes ``results/street/<budget>/<run>.json`` when it finishes; a run whose JSON exists is skipped, so
-the grid fills over several sessions. Checkpoints stay in ``runs/street/`` (not in git). The world is
-generated once into ``runs/street/world`` and scored with its own protocol (its ``synth.json``: whole image at
-native size). No setting is chosen on the targets: the budget is fixed by wall time, the learning rate by
-leave-one-domain-out on the sources (``--select-lr``: train on gtav, validate on synthia).
+the grid fills over several sessions. Each file names the commit and the machine (processor, torch's CPU
+kernels, GPU) it came from. ``--reproduce`` retrains the runs whose file names an uncommitted (``-dirty``) tree:
+the same numbers to every digit add a ``reproductions`` entry to the file, other numbers replace
+it (the old ones kept under ``replaces``). Checkpoints stay in ``runs/street/`` (not in git); runs of 1,000
+iterations or more write one every tenth of the run and resume from it. The world is generated once into
+``runs/street/world``, checked against its committed manifest (``results/street/world/``: SHA-256 of every
+file), and scored with its own protocol (its ``synth.json``: whole image at native size). No setting is chosen
+on the targets: the budget is fixed by wall time, the learning rate by leave-one-domain-out on the sources
+(``--select-lr``: train on gtav, validate on synthia). Reports: ``street_report.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import logging
 import math
 import shlex
 import statistics
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from measurement import git_commit, machine_info
+from street_report import is_clean, report, report_budget
 
 from pinmem.engine.config_checks import METHODS  # every method of the registry, in its order
 
@@ -53,6 +62,7 @@ class Budget:
     world_size: tuple[int, int] = (320, 160)
     num_train: int = 500
     num_val: int = 100
+    device: str = "cpu"
 
     @property
     def name(self) -> str:
@@ -75,6 +85,11 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "main": Variant(METHODS, SEEDS, description="the paper's Table 1 rows"),
+    # The released pipeline's hidden augmentation (docs/method.md §6): ColorJitter(0.8, 0.8, 0.8, 0.3) at p = 1 on
+    # the first source, which the released code gives MLDG and Pin the Memory only. mldg/pinmem with it against
+    # erm-main is the comparison *as released*; all three with it is the *fair* one.
+    "jitter": Variant(("erm", "mldg", "pinmem"), SEEDS, ("data.strong_jitter=first_source",),
+                      description="the released strong colour jitter on the first source (gtav)"),
     "ibn_backbone": Variant(("pinmem",), SEEDS, ("model.norm=ibn",),
                             description="Pin the Memory on the IBN backbone (no paper reports it)"),
     "isw_backbone": Variant(("pinmem",), SEEDS, ("model.norm=isw",),
@@ -121,12 +136,12 @@ class Run:
 
 
 def grid() -> list[Run]:
-    """Every run, in the order they are run: the main rows seed by seed (so a partial grid stays balanced),
-    then the memory on IN backbones and the BN ablation, then the one-seed ablations, then the rest."""
-    runs = [Run(m, "main", s) for s in SEEDS for m in METHODS]
+    """Every run, in the order they are run: the main and jitter rows seed by seed (so a partial grid stays
+    balanced), then the first seed of every other variant, then the rest."""
+    runs = [Run(m, v, s) for s in SEEDS for v in ("main", "jitter") for m in VARIANTS[v].methods]
     first, rest = [], []
     for name, variant in VARIANTS.items():
-        if name == "main":
+        if name in ("main", "jitter"):
             continue
         for i, seed in enumerate(variant.seeds):
             for m in variant.methods:
@@ -135,12 +150,44 @@ def grid() -> list[Run]:
 
 
 # ---------------------------------------------------------------------------------------------------- running
-def world_roots(budget: Budget, out: Path) -> dict[str, Path]:
+def world_roots(budget: Budget, out: Path, manifests: Path) -> dict[str, Path]:
+    """Generate the world (once) and check it, file by file, against its committed manifest in ``manifests``
+    (``results/street/world/``; written there on a new world's first use)."""
     from pinmem.synth.world import generate_world
 
     counts = {n: (budget.num_train if n in SOURCES else 0) for n in (*SOURCES, *TARGETS)}
-    return generate_world(out, styles=(*SOURCES, *TARGETS), num_train=counts, num_val=budget.num_val,
-                          size=budget.world_size, seed=0, workers=2, progress=False)
+    roots = generate_world(out, styles=(*SOURCES, *TARGETS), num_train=counts, num_val=budget.num_val,
+                           size=budget.world_size, seed=0, workers=2, progress=False)
+    check_world(out, manifests / f"{world_name(budget)}.sha256")
+    return roots
+
+
+def world_name(budget: Budget) -> str:
+    width, height = budget.world_size
+    return f"world_{width}x{height}_train{budget.num_train}_val{budget.num_val}"
+
+
+def world_digests(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root``, by path relative to it (``sha256sum``'s format when written)."""
+    return {"./" + p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def check_world(root: Path, manifest: Path) -> None:
+    """Refuse a world whose files differ from the committed manifest (written on first use of a new world)."""
+    found = world_digests(root)
+    if not manifest.is_file():
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text("".join(f"{digest}  {path}\n" for path, digest in found.items()))
+        log.info("recorded the world's manifest in %s (%d files): commit it", manifest, len(found))
+        return
+    expected = dict(reversed(line.split("  ", 1)) for line in manifest.read_text().splitlines() if line)
+    differ = sorted(p for p in expected.keys() | found.keys() if expected.get(p) != found.get(p))
+    if differ:
+        raise SystemExit(f"the world in {root} differs from {manifest} in {len(differ)} of {len(expected)} files "
+                         f"(first: {', '.join(differ[:3])}): results from it would not be comparable with the "
+                         "committed ones; delete the world folder to regenerate it, or find what changed "
+                         "(the generator, a library, the machine)")
 
 
 def train_overrides(budget: Budget, run: Run, data_root: Path, out_dir: Path) -> list[str]:
@@ -157,23 +204,18 @@ def train_overrides(budget: Budget, run: Run, data_root: Path, out_dir: Path) ->
         "train.progress=false", "train.log_every=25",
         f"pinmem.init_images={budget.num_train}",
         f"isw.start_epoch={isw_start}", "isw.trials=2", "isw.images_per_trial=50",
+        f"train.device={budget.device}", f"train.ckpt_every={checkpoint_every(budget)}",
         *spec.overrides,
     ]
 
 
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """HEAD when this process started (its first call is at start-up), ``-dirty`` with uncommitted changes."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def checkpoint_every(budget: Budget) -> int:
+    """Long runs keep a checkpoint every tenth of the run, so an interruption loses at most that much."""
+    return budget.iterations // 10 if budget.iterations >= 1000 else 0
 
 
-def evaluate_checkpoint(checkpoint: Path, roots: dict[str, Path], eval_overrides: tuple[str, ...]) -> dict[str, Any]:
+def evaluate_checkpoint(checkpoint: Path, roots: dict[str, Path], eval_overrides: tuple[str, ...],
+                        device: str = "cpu") -> dict[str, Any]:
     from pinmem.data import build_dataset
     from pinmem.engine.checkpoint import load_model
     from pinmem.evaluation.evaluate import evaluate
@@ -187,29 +229,42 @@ def evaluate_checkpoint(checkpoint: Path, roots: dict[str, Path], eval_overrides
     scores: dict[str, Any] = {}
     for name in (*SOURCES, *TARGETS):
         torch.manual_seed(0)  # the Gumbel draws of gumbel_test
-        result = evaluate(model, build_dataset(name, roots[name], "val"), mode="whole", batch_size=8, name=name)
+        result = evaluate(model, build_dataset(name, roots[name], "val"), mode="whole", batch_size=8, name=name,
+                          device=device)
         scores[name] = {"miou": 100 * result.miou,
                         "per_class": {c: (None if math.isnan(v) else round(100 * float(v), 3))
                                       for c, v in zip(result.metrics.classes, result.metrics.iou, strict=True)}}
     return scores
 
 
-def run_one(budget: Budget, run: Run, results: Path, work: Path, argv: list[str]) -> dict[str, Any]:
+@functools.cache
+def process_commit() -> str:
+    """HEAD when this process started (its first call is at start-up), ``-dirty`` with uncommitted changes."""
+    return git_commit()
+
+
+def run_one(budget: Budget, run: Run, results: Path, work: Path, argv: list[str],
+            reproduce: bool = False) -> dict[str, Any]:
+    """Train (or resume, or reuse the finished checkpoint of) ``run``, evaluate it, write its result file;
+    ``reproduce``: train anew in ``work/reproduce`` (never reuse a checkpoint of the run being checked)."""
+    from pinmem.engine.checkpoint import load_checkpoint
     from pinmem.engine.config import load_config
     from pinmem.engine.trainer import Trainer
 
-    roots = world_roots(budget, work / "world")
-    out_dir = work / budget.name / run.train_key
+    roots = world_roots(budget, work / "world", results.parent / "world")
+    out_dir = work / ("reproduce" if reproduce else "") / budget.name / run.train_key
     checkpoint = out_dir / "checkpoints" / "last.pt"
     start = time.time()
     config = load_config(None, train_overrides(budget, Run(run.method, run.variant if run.train_key == run.key
                                                                else "main", run.seed), work / "world", out_dir))
-    trained_here = False
+    trained_here, resumed_from = False, None
     if not _finished(checkpoint, budget.iterations):
-        Trainer(config).fit()
+        state = load_checkpoint(checkpoint) if checkpoint.is_file() else None  # an interrupted long run
+        resumed_from = int(state["iteration"]) if state else None
+        Trainer(config, checkpoint=state).fit()
         trained_here = True
     train_s = time.time() - start
-    scores = evaluate_checkpoint(checkpoint, roots, run.spec.eval_overrides)
+    scores = evaluate_checkpoint(checkpoint, roots, run.spec.eval_overrides, budget.device)
     result = {
         "method": run.method, "variant": run.variant, "seed": run.seed, "backbone": budget.backbone,
         "pretrained": budget.pretrained and run.spec.pretrained, "iterations": budget.iterations,
@@ -222,13 +277,38 @@ def run_one(budget: Budget, run: Run, results: Path, work: Path, argv: list[str]
         "target_mean_miou": statistics.fmean(scores[t]["miou"] for t in TARGETS),
         "per_class": {n: scores[n]["per_class"] for n in (*SOURCES, *TARGETS)},
         "protocol": "street world val splits, whole image at native size (the world's synth.json)",
+        "world": world_name(budget),
         "wall_s": round(time.time() - start, 1), "train_s": round(train_s, 1) if trained_here else None,
-        "torch_threads": torch.get_num_threads(),
-        "git_commit": git_commit(), "command": shlex.join(["python", "benchmarks/dg_street.py", *argv,
-                                                           "--only", run.key]),
+        "resumed_from": resumed_from,
+        "torch_threads": torch.get_num_threads(), "machine": machine_info(budget.device),
+        "git_commit": process_commit(), "command": shlex.join(["python", "benchmarks/dg_street.py", *argv,
+                                                               "--only", run.key]),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    path = results / f"{run.key}.json"
+    return settle(results / f"{run.key}.json", result)
+
+
+#: what must agree, to every digit, for a rerun to reproduce a result
+SCORES = ("source_miou", "target_miou")
+
+
+def needs_reproduction(path: Path) -> bool:
+    """A result whose file names an uncommitted (``-dirty``) tree, and no clean reproduction of it."""
+    return not is_clean(json.loads(path.read_text()))
+
+
+def settle(path: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Write ``result`` to ``path`` atomically. Where a result exists (``--reproduce``): the same scores add a
+    reproduction to it and keep its numbers; other scores replace it, keeping the old ones under ``replaces``."""
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if all(old[k] == result[k] for k in SCORES):
+            old.setdefault("reproductions", []).append(
+                {k: result[k] for k in ("git_commit", "machine", "finished", "train_s", "command")})
+            result = old
+        else:
+            result["replaces"] = {k: old.get(k) for k in ("git_commit", "finished", *SCORES, "source_val_miou",
+                                                          "target_mean_miou")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
@@ -244,111 +324,6 @@ def _finished(checkpoint: Path, iterations: int) -> bool:
     return int(load_checkpoint(checkpoint)["iteration"]) >= iterations
 
 
-# ---------------------------------------------------------------------------------------------------- report
-PAPER_DELTAS = {  # Table 1 (G+S, R50 DeepLabV3+): each row minus the same paper's Baseline, C / B / M
-    "mldg": (38.84 - 33.42, 31.95 - 29.07, 35.60 - 32.19),
-    "pinmem": (44.51 - 33.42, 38.07 - 29.07, 42.70 - 32.19),
-    # RobustNet's rows, minus RobustNet's Baseline run as quoted in Table 1
-    "ibn": (35.55 - 35.46, 32.18 - 25.09, 38.09 - 31.94),
-    "isw": (37.69 - 35.46, 34.09 - 25.09, 38.49 - 31.94),
-}
-
-
-def load_results(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-
-
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
-
-
-def summarise(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[float]]]:
-    groups: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for r in rows:
-        g = groups.setdefault((r["method"], r["variant"]), {k: [] for k in ("source", *TARGETS, "target", "seed")})
-        g["source"].append(r["source_val_miou"])
-        for t in TARGETS:
-            g[t].append(r["target_miou"][t])
-        g["target"].append(r["target_mean_miou"])
-        g["seed"].append(r["seed"])
-    return groups
-
-
-def markdown_report(rows: list[dict[str, Any]], budget_name: str) -> str:
-    groups = summarise(rows)
-    erm = groups.get(("erm", "main"))
-    order = [(m, "main") for m in METHODS] + sorted(k for k in groups if k[1] != "main")
-    lines = [
-        f"mIoU (%) on the street world, budget `{budget_name}`; mean ± std over seeds (n = seeds). Source = mean "
-        "of the gtav/synthia val splits; targets never seen in training or selection. Δ = target minus ERM's "
-        "(same seeds' mean; for the scratch rows, ERM from scratch); paper Δ = the same row minus its Baseline in "
-        "Table 1 (G+S, R50; C / B / M).",
-        "",
-        "| method | variant | n | source val | cityscapes | bdd100k | mapillary | target mean | Δ vs erm "
-        "| paper Δ (C / B / M) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for key in order:
-        if key not in groups:
-            continue
-        g = groups[key]
-        delta = "–"
-        # against ERM trained the same way: the scratch rows against ERM from scratch, the rest against ERM's main
-        reference = groups.get(("erm", key[1]), erm) if key[1] == "scratch" else erm
-        if reference and key[0] != "erm":
-            delta = f"{statistics.fmean(g['target']) - statistics.fmean(reference['target']):+.1f}"
-        paper = PAPER_DELTAS.get(key[0]) if key[1] == "main" else None
-        paper_text = " / ".join(f"{d:+.1f}" for d in paper) if paper else "–"
-        lines.append(f"| {key[0]} | {key[1]} | {len(g['seed'])} | {_mean_std(g['source'])} | "
-                     + " | ".join(_mean_std(g[t]) for t in TARGETS)
-                     + f" | {_mean_std(g['target'])} | {delta} | {paper_text} |")
-    return "\n".join(lines)
-
-
-def bar_chart(rows: list[dict[str, Any]], path: Path) -> None:
-    from pinmem.evaluation.plots import pyplot
-
-    plt = pyplot()
-    groups = summarise(rows)
-    keys = [(m, "main") for m in METHODS if (m, "main") in groups] + sorted(k for k in groups if k[1] != "main")
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(keys) + 2), 4))
-    for i, key in enumerate(keys):
-        values = groups[key]["target"]
-        ax.bar(i, statistics.fmean(values), yerr=statistics.stdev(values) if len(values) > 1 else 0,
-               color="tab:red" if key[0] == "pinmem" else "tab:blue", capsize=3)
-    ax.set_xticks(range(len(keys)), [f"{m}\n{v}" if v != "main" else m for m, v in keys], rotation=60, fontsize=7)
-    ax.set_ylabel("target mean mIoU (%)")
-    ax.set_title("street world: unseen-target mIoU (mean ± std over seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def report(folder: Path, budget_name: str, readme: Path | None) -> str:
-    rows = load_results(folder)
-    if not rows:
-        raise SystemExit(f"no results in {folder}")
-    text = markdown_report(rows, budget_name)
-    (folder / "REPORT.md").write_text(text + "\n")
-    try:
-        bar_chart(rows, folder / "target_miou.png")
-    except Exception as err:  # noqa: BLE001 - the plot is optional (matplotlib)
-        log.warning("bar chart skipped: %s", err)
-    if readme is not None:
-        begin, end = "<!-- dg-street:begin -->", "<!-- dg-street:end -->"
-        content = readme.read_text()
-        if begin not in content or end not in content:
-            raise SystemExit(f"{readme} has no {begin} … {end} block to replace")
-        head, rest = content.split(begin, 1)
-        tail = rest.split(end, 1)[1]
-        readme.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
-    return text
-
-
 # ---------------------------------------------------------------------------------------------------- lr choice
 def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]) -> dict[str, Any]:
     """Leave-one-domain-out on the sources: ERM trained on gtav only, scored on synthia's val split."""
@@ -358,7 +333,7 @@ def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]
     from pinmem.engine.trainer import Trainer
     from pinmem.evaluation.evaluate import evaluate
 
-    roots = world_roots(budget, work / "world")
+    roots = world_roots(budget, work / "world", results / "world")
     scores = {}
     for lr in candidates:
         path = results / "lr_selection" / f"erm-gtav-to-synthia-lr{lr:g}.json"
@@ -387,10 +362,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", metavar="RUN", help="run only these (e.g. pinmem-main-s304)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="run only these variants")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="run only these methods")
+    parser.add_argument("--reproduce", action="store_true",
+                        help="retrain the selected runs whose file names a -dirty tree, and record "
+                             "whether they reproduce (the same scores to every digit) or replace it")
     parser.add_argument("--max-runs", type=int, default=None, help="stop after this many runs")
     parser.add_argument("--list", action="store_true", help="print the grid and which results exist")
     parser.add_argument("--report", action="store_true", help="write REPORT.md and the bar chart from the JSONs")
-    parser.add_argument("--update-readme", type=Path, default=None, help="with --report: replace the README block")
+    parser.add_argument("--update-readme", type=Path, default=None,
+                        help="with --report or --report-budget: replace the README block")
+    parser.add_argument("--report-budget", nargs="+", type=int, metavar="ITERATIONS",
+                        help="the budget curve over these iteration counts (this lr, crop, backbone): "
+                             "BUDGET.md and budget_curve.png in --results")
     parser.add_argument("--select-lr", nargs="*", type=float, default=None,
                         help="leave-one-domain-out lr selection (gtav -> synthia val) over these values")
     parser.add_argument("--iterations", type=int, default=Budget.iterations)
@@ -403,12 +386,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=REPO / "results" / "street")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "street")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="train and evaluate here (cpu, cuda, cuda:N)")
+    parser.add_argument("--world-size", type=int, nargs=2, default=Budget.world_size, metavar=("WIDTH", "HEIGHT"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    git_commit()  # the code this process runs, recorded in every result it writes
+    process_commit()  # the code this process runs, recorded in every result it writes
     torch.set_num_threads(args.threads)
     budget = Budget(backbone=args.backbone, pretrained=not args.scratch, iterations=args.iterations,
-                    crop=args.crop, lr=args.lr, num_train=args.num_train, num_val=args.num_val)
+                    crop=args.crop, lr=args.lr, num_train=args.num_train, num_val=args.num_val,
+                    device=args.device, world_size=tuple(args.world_size))
     folder = args.results / budget.name
     budget_argv = _strip_selection(argv)
     if args.select_lr is not None:
@@ -417,6 +403,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.report:
         print(report(folder, budget.name, args.update_readme))
+        return
+    if args.report_budget:
+        folders = {n: args.results / replace(budget, iterations=n).name for n in args.report_budget}
+        print(report_budget(folders, args.results, args.update_readme))
         return
     runs = grid()
     if args.only:
@@ -427,18 +417,25 @@ def main(argv: list[str] | None = None) -> None:
         runs = [known[k] for k in args.only]
     if args.variants:
         runs = [r for r in runs if r.variant in args.variants]
+    if args.methods:
+        runs = [r for r in runs if r.method in args.methods]
     if args.list:
         for r in runs:
-            print(f"{'done' if (folder / f'{r.key}.json').is_file() else '    '}  {r.key}")
+            path = folder / f"{r.key}.json"
+            state = ("to reproduce" if needs_reproduction(path) else "done") if path.is_file() else ""
+            print(f"{state:12}  {r.key}")
         return
     done = 0
     for r in runs:
-        if (folder / f"{r.key}.json").is_file():
+        path = folder / f"{r.key}.json"
+        if path.is_file() and not (args.reproduce and needs_reproduction(path)):
+            continue
+        if args.reproduce and not path.is_file():
             continue
         if args.max_runs is not None and done >= args.max_runs:
             break
-        log.info("run %s (%s)", r.key, budget.name)
-        result = run_one(budget, r, folder, args.work, budget_argv)
+        log.info("%s %s (%s)", "reproduce" if args.reproduce else "run", r.key, budget.name)
+        result = run_one(budget, r, folder, args.work, budget_argv, reproduce=args.reproduce)
         log.info("%s: source %.2f, targets %s, %.0f s", r.key, result["source_val_miou"],
                  {t: round(v, 2) for t, v in result["target_miou"].items()}, result["wall_s"])
         done += 1
@@ -448,7 +445,7 @@ def _strip_selection(argv: list[str]) -> list[str]:
     """The budget arguments of this command line (what the recorded per-run command repeats)."""
     kept, skip = [], False
     for a in argv:
-        if a in ("--only", "--variants", "--max-runs"):
+        if a in ("--only", "--variants", "--methods", "--max-runs", "--reproduce"):
             skip = True
             continue
         if a.startswith("--"):

@@ -35,6 +35,34 @@ def git_commit() -> str:
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
+def cpu_model() -> str:
+    """The processor's name as the kernel reports it (``model name`` in /proc/cpuinfo), else platform's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """What decides a run's arithmetic beside the code: the processor and the kernels torch picks for it (oneDNN
+    and MKL take other paths on other instruction sets), torch's version and threads, and the GPU if one ran it."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "device": device,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        info["cuda"] = torch.version.cuda
+    return info
+
+
 def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
 
@@ -49,8 +77,8 @@ def start_record(name: str, argv: list[str] | None = None, script: str | None = 
         "git_commit": git_commit(),
         "command": shlex.join(["python", f"benchmarks/{script or name + '.py'}", *args]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {"cpu_count": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "torch": torch.__version__,
+        "machine": {"cpu_count": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
+                    "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
                     "nice": os.nice(0) if hasattr(os, "nice") else None},
         "load_average_before": _load(),
         "_start": time.perf_counter(),

@@ -11,8 +11,10 @@ checks (choices, ranges, combinations that cannot work) are in :mod:`pinmem.engi
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,8 +25,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from pinmem.engine.config_checks import CHOICES, METHODS, normalise, show, validate
+from pinmem.engine.config_checks import CHOICES, META_METHODS, METHODS, normalise, show, validate
 from pinmem.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CHOICES", "METHODS", "Config", "load_config", "model_kwargs", "to_dict", "to_yaml", "from_dict",
            "validate"]
@@ -62,8 +66,10 @@ class DataConfig:
     #: batches each loader worker prepares ahead (with num_workers > 0); the loader pins them in page-locked
     #: memory when training on a GPU, so that their copies to the device run asynchronously
     prefetch_factor: int = 2
-    #: the released strong ColorJitter(0.8, 0.8, 0.8, 0.3) on the first source, mldg/pinmem (docs/method.md §6)
-    strong_jitter_first_source: bool = False
+    #: the released code's strong ColorJitter(0.8, 0.8, 0.8, 0.3) at p = 1: ``none`` (default), ``first_source``
+    #: (the first-listed source only: the released MLDG/Pin-the-Memory pipeline) or ``all_sources``; for every
+    #: method (docs/method.md §6). The old key ``data.strong_jitter_first_source=true`` still works (mldg/pinmem)
+    strong_jitter: str = "none"
     #: a training sample that cannot be read (truncated or empty file, image/label sizes that differ, label
     #: values outside the dataset's table): ``stop`` saves ``last.pt`` and stops naming the file; ``skip`` logs
     #: the file once and reads another image in its place, drawn from the sample's seed (resume stays exact);
@@ -251,6 +257,46 @@ def _explain(err: OmegaConfBaseException, valid: list[str], source: str, item: s
     return ConfigError(f"{source}: bad value for {key!r}: {message}" if key else f"{source}: {message}")
 
 
+#: a key that was replaced: ``data.strong_jitter_first_source`` (a bool, mldg/pinmem only) became
+#: ``data.strong_jitter`` (none | first_source | all_sources, every method)
+LEGACY_JITTER_KEY = "strong_jitter_first_source"
+
+
+def _migrate_legacy(data: dict[str, Any], source: str) -> bool:
+    """Rewrite the old ``data.strong_jitter_first_source`` of a YAML or checkpoint mapping in place; True if it was
+    set to true (which :func:`_apply_legacy` restricts to the meta methods, as the old key was)."""
+    section = data.get("data")
+    if not isinstance(section, dict) or LEGACY_JITTER_KEY not in section:
+        return False
+    old = section.pop(LEGACY_JITTER_KEY)
+    if not isinstance(old, bool):
+        raise ConfigError(f"{source}: data.{LEGACY_JITTER_KEY}={show(old)} is not true or false "
+                          "(the key is replaced by data.strong_jitter: none, first_source or all_sources)")
+    if "strong_jitter" in section:
+        raise ConfigError(f"{source}: give data.strong_jitter or the old data.{LEGACY_JITTER_KEY}, not both")
+    section["strong_jitter"] = "first_source" if old else "none"
+    if source != "checkpoint config":
+        log.warning("%s: data.%s is replaced by data.strong_jitter=%s", source, LEGACY_JITTER_KEY,
+                    section["strong_jitter"])
+    return old
+
+
+def _migrate_override(item: str) -> tuple[str, bool]:
+    """``data.strong_jitter_first_source=true`` -> ``data.strong_jitter=first_source`` (and whether it was true)."""
+    key, _, value = item.partition("=")
+    if key.strip() != f"data.{LEGACY_JITTER_KEY}":
+        return item, False
+    data = {"data": {LEGACY_JITTER_KEY: yaml.safe_load(value) if value else None}}
+    old = _migrate_legacy(data, "command line")
+    return f"data.strong_jitter={data['data']['strong_jitter']}", old
+
+
+def _apply_legacy(config: Config, legacy_true: bool) -> None:
+    """The old key applied to MLDG and Pin the Memory only; for another method it changed nothing."""
+    if legacy_true and config.method not in META_METHODS and config.data.strong_jitter == "first_source":
+        config.data.strong_jitter = "none"
+
+
 def parse_overrides(overrides: list[str]) -> DictConfig:
     """``["train.lr=0.02", "data.sources=[gtav,synthia]"]`` -> a DictConfig; a malformed item is named."""
     for item in overrides:
@@ -272,7 +318,10 @@ def load_config(
     schema = OmegaConf.structured(Config)
     valid = _all_keys(schema)
     merged = schema
+    legacy_true = False
     if base is not None:
+        base = copy.deepcopy(base)
+        legacy_true |= _migrate_legacy(base, "checkpoint config")
         try:
             merged = OmegaConf.merge(merged, OmegaConf.create(base))
         except OmegaConfBaseException as err:
@@ -287,11 +336,14 @@ def load_config(
             raise ConfigError(f"{path}: not valid YAML: {err}") from err
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(data).__name__}")
+        legacy_true |= _migrate_legacy(data, str(path))
         try:
             merged = OmegaConf.merge(merged, OmegaConf.create(data))
         except OmegaConfBaseException as err:
             raise _explain(err, valid, str(path)) from err
     for item in overrides or []:  # one at a time, so that an error can name the override at fault
+        item, old = _migrate_override(item)
+        legacy_true |= old
         try:
             merged = OmegaConf.merge(merged, parse_overrides([item]))
         except OmegaConfBaseException as err:
@@ -301,6 +353,7 @@ def load_config(
         config: Config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise _explain(err, valid, str(path or "config")) from err
+    _apply_legacy(config, legacy_true)
     normalise(config)
     validate(config)
     return config
@@ -316,5 +369,10 @@ def to_yaml(config: Config) -> str:
 
 
 def from_dict(data: dict[str, Any]) -> Config:
-    """A :class:`Config` from :func:`to_dict`'s output (e.g. from a checkpoint)."""
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(data)))
+    """A :class:`Config` from :func:`to_dict`'s output (e.g. from a checkpoint; an older checkpoint's replaced keys
+    are migrated)."""
+    data = copy.deepcopy(data)
+    legacy_true = _migrate_legacy(data, "checkpoint config")
+    config: Config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(data)))
+    _apply_legacy(config, legacy_true)
+    return config

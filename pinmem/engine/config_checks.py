@@ -29,6 +29,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "model.output_stride": (None, 8, 16),
     "model.norm": (None, "bn", "ibn", "isw"),
     "data.on_bad_sample": ("stop", "skip"),
+    "data.strong_jitter": ("none", "first_source", "all_sources"),
     "train.schedule": ("exp", "poly"),
     "train.amp": AMP_MODES,
     "train.dtype": ("float32", "float64"),

@@ -117,7 +117,8 @@ class Trainer:
         cfg = self.config
         sets = {}
         for position, name in enumerate(cfg.data.sources):
-            strong = (cfg.data.strong_jitter_first_source and position == 0 and cfg.method in ("mldg", "pinmem"))
+            strong = cfg.data.strong_jitter == "all_sources" or (cfg.data.strong_jitter == "first_source"
+                                                                  and position == 0)
             transform = TrainTransform(crop_size=cfg.train.crop_size, strong_jitter=strong)
             sets[name] = build_training_dataset(name, cfg.dataset_root(name), "train", transform)
         return sets

@@ -1,0 +1,248 @@
+"""The street-world benchmark's reports, made from its result files alone (``dg_street.py --report`` and
+``--report-budget`` call them): the table of every row with mean ± std over seeds, the released-versus-fair
+comparison of the strong colour jitter, the bar chart, and the budget curve (mIoU against training iterations).
+
+A row whose files include one from an uncommitted (``-dirty``) tree that no clean rerun reproduced is marked †;
+the processors that produced a table's files are listed under it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from pathlib import Path
+from typing import Any
+
+SOURCES = ("gtav", "synthia")
+TARGETS = ("cityscapes", "bdd100k", "mapillary")
+METHODS = ("erm", "ibn", "isw", "mldg", "pinmem")
+log = logging.getLogger("dg_street")
+
+PAPER_DELTAS = {  # Table 1 (G+S, R50 DeepLabV3+): each row minus the same paper's Baseline, C / B / M
+    "mldg": (38.84 - 33.42, 31.95 - 29.07, 35.60 - 32.19),
+    "pinmem": (44.51 - 33.42, 38.07 - 29.07, 42.70 - 32.19),
+    # RobustNet's rows, minus RobustNet's Baseline run as quoted in Table 1
+    "ibn": (35.55 - 35.46, 32.18 - 25.09, 38.09 - 31.94),
+    "isw": (37.69 - 35.46, 34.09 - 25.09, 38.49 - 31.94),
+}
+
+
+def load_results(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def is_clean(result: dict[str, Any]) -> bool:
+    """From a committed tree, or reproduced to every digit by a rerun from one."""
+    return not str(result.get("git_commit", "")).endswith("-dirty") or bool(result.get("reproductions"))
+
+
+def processors(result: dict[str, Any]) -> set[str]:
+    """Every machine that produced (or reproduced) these numbers: 'CPU (capability)' or the GPU's name."""
+    found = set()
+    for machine in [result.get("machine"), *(r.get("machine") for r in result.get("reproductions", []))]:
+        if machine:
+            found.add(machine.get("gpu") or f"{machine['cpu']} ({machine['cpu_capability']})")
+    return found
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[float]]]:
+    groups: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r in rows:
+        g = groups.setdefault((r["method"], r["variant"]),
+                              {k: [] for k in ("source", *TARGETS, "target", "seed", "clean")})
+        g["source"].append(r["source_val_miou"])
+        for t in TARGETS:
+            g[t].append(r["target_miou"][t])
+        g["target"].append(r["target_mean_miou"])
+        g["seed"].append(r["seed"])
+        g["clean"].append(float(is_clean(r)))
+    return groups
+
+
+def _delta(values: list[float], reference: dict[str, list[float]] | None) -> str:
+    if not reference:
+        return "–"
+    return f"{statistics.fmean(values) - statistics.fmean(reference['target']):+.1f}"
+
+
+def markdown_report(rows: list[dict[str, Any]], budget_name: str) -> str:
+    groups = summarise(rows)
+    erm = groups.get(("erm", "main"))
+    order = [(m, "main") for m in METHODS] + sorted(k for k in groups if k[1] != "main")
+    lines = [
+        f"mIoU (%) on the street world, budget `{budget_name}`; mean ± std over seeds (n = seeds). Source = mean "
+        "of the gtav/synthia val splits; targets never seen in training or selection. Δ = target minus ERM's "
+        "(same seeds' mean; for the scratch rows, ERM from scratch; for the jitter rows, ERM with the jitter); "
+        "paper Δ = the same row minus its Baseline in Table 1 (G+S, R50; C / B / M).",
+        "",
+        "| method | variant | n | source val | cityscapes | bdd100k | mapillary | target mean | Δ vs erm "
+        "| paper Δ (C / B / M) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    dirty = False
+    for key in order:
+        if key not in groups:
+            continue
+        g = groups[key]
+        # against ERM trained the same way: the scratch and jitter rows against their ERM, the rest against main
+        reference = groups.get(("erm", key[1]), erm) if key[1] in ("scratch", "jitter") else erm
+        delta = _delta(g["target"], reference) if key[0] != "erm" else "–"
+        paper = PAPER_DELTAS.get(key[0]) if key[1] == "main" else None
+        paper_text = " / ".join(f"{d:+.1f}" for d in paper) if paper else "–"
+        mark = "" if all(g["clean"]) else " †"
+        dirty |= bool(mark)
+        lines.append(f"| {key[0]} | {key[1]}{mark} | {len(g['seed'])} | {mean_std(g['source'])} | "
+                     + " | ".join(mean_std(g[t]) for t in TARGETS)
+                     + f" | {mean_std(g['target'])} | {delta} | {paper_text} |")
+    lines += released_and_fair(groups)
+    if dirty:
+        lines += ["", "† some of the row's files name an uncommitted tree and no clean rerun has reproduced them yet "
+                      "(`dg_street.py --reproduce` reruns them)."]
+    machines = sorted(set().union(*(processors(r) for r in rows)))
+    lines += ["", f"Processors: {'; '.join(machines) if machines else 'not recorded'}"
+              + (" (files written before the machine was recorded name none)." if any("machine" not in r
+                                                                                       for r in rows) else ".")]
+    return "\n".join(lines)
+
+
+def released_and_fair(groups: dict[tuple[str, str], dict[str, list[float]]]) -> list[str]:
+    """The strong colour jitter: *as released* (mldg/pinmem with it, erm without) beside *fair* (all with it)."""
+    needed = [("erm", "main"), ("erm", "jitter"), ("mldg", "jitter"), ("pinmem", "jitter"), ("mldg", "main"),
+              ("pinmem", "main")]
+    if not all(k in groups for k in needed):
+        return []
+    lines = ["", "The released recipe's strong colour jitter on the first source (target mean, Δ vs the ERM of the "
+                 "same comparison):", "",
+             "| method | as released | Δ | fair (all with the jitter) | Δ | none has it | Δ |",
+             "|---|---|---|---|---|---|---|"]
+    erm_none, erm_jit = groups[("erm", "main")], groups[("erm", "jitter")]
+    for m in ("erm", "mldg", "pinmem"):
+        released = groups[(m, "main" if m == "erm" else "jitter")]
+        fair, none = groups[(m, "jitter")], groups[(m, "main")]
+        lines.append(f"| {m} | {mean_std(released['target'])} | "
+                     f"{_delta(released['target'], erm_none) if m != 'erm' else '–'} | {mean_std(fair['target'])} | "
+                     f"{_delta(fair['target'], erm_jit) if m != 'erm' else '–'} | {mean_std(none['target'])} | "
+                     f"{_delta(none['target'], erm_none) if m != 'erm' else '–'} |")
+    return lines
+
+
+def bar_chart(rows: list[dict[str, Any]], path: Path) -> None:
+    from pinmem.evaluation.plots import pyplot
+
+    plt = pyplot()
+    groups = summarise(rows)
+    keys = [(m, "main") for m in METHODS if (m, "main") in groups] + sorted(k for k in groups if k[1] != "main")
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(keys) + 2), 4))
+    for i, key in enumerate(keys):
+        values = groups[key]["target"]
+        ax.bar(i, statistics.fmean(values), yerr=statistics.stdev(values) if len(values) > 1 else 0,
+               color="tab:red" if key[0] == "pinmem" else "tab:blue", capsize=3)
+    ax.set_xticks(range(len(keys)), [f"{m}\n{v}" if v != "main" else m for m, v in keys], rotation=60, fontsize=7)
+    ax.set_ylabel("target mean mIoU (%)")
+    ax.set_title("street world: unseen-target mIoU (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def replace_block(readme: Path, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in ``readme``."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    content = readme.read_text()
+    if begin not in content or end not in content:
+        raise SystemExit(f"{readme} has no {begin} … {end} block to replace")
+    head, rest = content.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    readme.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
+
+
+def report(folder: Path, budget_name: str, readme: Path | None) -> str:
+    rows = load_results(folder)
+    if not rows:
+        raise SystemExit(f"no results in {folder}")
+    text = markdown_report(rows, budget_name)
+    (folder / "REPORT.md").write_text(text + "\n")
+    try:
+        bar_chart(rows, folder / "target_miou.png")
+    except Exception as err:  # noqa: BLE001 - the plot is optional (matplotlib)
+        log.warning("bar chart skipped: %s", err)
+    if readme is not None:
+        replace_block(readme, "dg-street", text)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------- budget
+#: the rows of the budget curve: the paper's three methods, without and with the released jitter
+CURVE_ROWS = [(m, v) for v in ("main", "jitter") for m in ("erm", "mldg", "pinmem")]
+
+
+def budget_table(folders: dict[int, Path]) -> tuple[str, dict[tuple[str, str], dict[int, dict[str, list[float]]]]]:
+    """mIoU against iterations: one column per budget, mean ± std (n) per method and variant."""
+    curves: dict[tuple[str, str], dict[int, dict[str, list[float]]]] = {}
+    for iterations, folder in sorted(folders.items()):
+        for key, g in summarise(load_results(folder)).items():
+            if key in CURVE_ROWS:
+                curves.setdefault(key, {})[iterations] = g
+    budgets = sorted(folders)
+    lines = ["Street world: mIoU (%) against the training budget (iterations of 4 + 4 images at 160², the same lr "
+             "and poly schedule over each budget); mean ± std over seeds (n).", "",
+             "| method | variant | " + " | ".join(f"{n} it. target | {n} it. source" for n in budgets) + " |",
+             "|---|---|" + "---|---|" * len(budgets)]
+    for key in CURVE_ROWS:
+        if key not in curves:
+            continue
+        cells = []
+        for n in budgets:
+            g = curves[key].get(n)
+            cells += ([f"{mean_std(g['target'])} ({len(g['seed'])})", mean_std(g["source"])] if g else ["–", "–"])
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), curves
+
+
+def budget_plot(curves: dict[tuple[str, str], dict[int, dict[str, list[float]]]], path: Path) -> None:
+    from pinmem.evaluation.plots import pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    colours = {"erm": "tab:blue", "mldg": "tab:green", "pinmem": "tab:red"}
+    for (method, variant), points in sorted(curves.items()):
+        budgets = sorted(points)
+        for ax, what in zip(axes, ("target", "source"), strict=True):
+            means = [statistics.fmean(points[n][what]) for n in budgets]
+            stds = [statistics.stdev(points[n][what]) if len(points[n][what]) > 1 else 0.0 for n in budgets]
+            ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, color=colours[method],
+                        linestyle="-" if variant == "main" else "--", label=f"{method} ({variant})")
+    for ax, what in zip(axes, ("unseen targets (mean of 3)", "source val (mean of 2)"), strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel("training iterations")
+        ax.set_ylabel("mIoU (%)")
+        ax.set_title(what)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("street world: mIoU against the training budget (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report_budget(folders: dict[int, Path], out: Path, readme: Path | None) -> str:
+    text, curves = budget_table(folders)
+    if not curves:
+        raise SystemExit(f"no results in {', '.join(map(str, folders.values()))}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "BUDGET.md").write_text(text + "\n")
+    try:
+        budget_plot(curves, out / "budget_curve.png")
+    except Exception as err:  # noqa: BLE001 - the plot is optional (matplotlib)
+        log.warning("budget plot skipped: %s", err)
+    if readme is not None:
+        replace_block(readme, "dg-budget", text)
+    return text
