@@ -368,6 +368,8 @@ def main(argv: list[str] | None = None) -> None:
                              "whether they reproduce (the same scores to every digit) or replace it")
     parser.add_argument("--max-runs", type=int, default=None, help="stop after this many runs")
     parser.add_argument("--list", action="store_true", help="print the grid and which results exist")
+    parser.add_argument("--prepare-world", action="store_true",
+                        help="only generate and check the world (before starting runs in parallel)")
     parser.add_argument("--report", action="store_true", help="write REPORT.md and the bar chart from the JSONs")
     parser.add_argument("--update-readme", type=Path, default=None,
                         help="with --report or --report-budget: replace the README block")
@@ -400,6 +402,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.select_lr is not None:
         print(json.dumps(select_lr(budget, args.work, args.results, args.select_lr or [0.005, 0.01, 0.02, 0.05]),
                          indent=1))
+        return
+    if args.prepare_world:
+        world_roots(budget, args.work / "world", args.results / "world")
         return
     if args.report:
         print(report(folder, budget.name, args.update_readme))
