@@ -285,3 +285,46 @@ def test_an_unknown_name_without_dataset_yaml_says_so(tmp_path):
         load_config(None, [f"data.roots.kitti={tmp_path}", "data.sources=[kitti]"])
     with pytest.raises(DatasetLayoutError, match="dataset.yaml not found"):
         build_dataset("kitti", tmp_path, "train")
+
+
+# -- docs/own-data.md's worked example, run as written (at a tiny size) ----------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "own-data.md"
+#: the sizes of the documented run -> tiny ones; everything else in the commands is run as written
+TINY = {"--num 40": "--num 2", "--val-num 10": "--val-num 1", "--size 256x128": "--size 64x32",
+        "train.crop_size=128": "train.crop_size=32", "train.batch_per_domain=4": "train.batch_per_domain=2",
+        "train.iterations=150": "train.iterations=2", "data.epoch_length=40": "data.epoch_length=4",
+        "pinmem.init_images=40": "pinmem.init_images=2"}
+#: options added for the test machine (CPU, no worker processes, no progress bars, the quick ONNX exporter)
+EXTRA = {"train": ["train.device=cpu", "data.num_workers=0", "train.progress=false"],
+         "eval": ["--device", "cpu", "--workers", "0", "--quiet"], "predict": ["--device", "cpu", "--quiet"],
+         "export": ["--exporter", "legacy", "--height", "32", "--width", "64"], "synth": ["--quiet"]}
+
+
+def documented_commands() -> list[str]:
+    text = DOCS.read_text(encoding="utf-8")
+    blocks = text.split("```sh\n")[1:]
+    assert len(blocks) == 1, "docs/own-data.md: expected one ```sh block of the worked example"
+    return [line for line in blocks[0].split("```")[0].splitlines() if line.startswith("pinmem ")]
+
+
+def test_the_documented_commands_run_as_written(tmp_path, monkeypatch):
+    import shlex
+
+    commands = documented_commands()
+    assert [c.split()[1] for c in commands] == ["synth", "data", "train", "eval", "predict", "export"]
+    monkeypatch.chdir(tmp_path)
+    outputs = {}
+    for command in commands:
+        for big, small in TINY.items():
+            command = command.replace(big, small)
+        argv = shlex.split(command)[1:]
+        code, out, err = run_cli([*argv, *EXTRA.get(argv[0], [])])
+        assert code == 0, (command, err)
+        outputs[argv[0]] = out
+    assert "flat" in outputs["data"] and "OK" in outputs["data"]
+    report = json.loads((tmp_path / "runs/own/eval.json").read_text())
+    assert report["classes"] == NAMES and report["sources"] == ["sim_day", "sim_night"]
+    assert load_checkpoint(tmp_path / "runs/own/checkpoints/last.pt")["model"]["memory.slots"].shape[0] == 7
+    assert "Bx7xHxW" in outputs["export"] and (tmp_path / "runs/own/model.onnx").is_file()
+    assert len(list((tmp_path / "runs/own/pred").glob("*_trainid.png"))) == 1
