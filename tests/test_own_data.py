@@ -292,7 +292,8 @@ def test_an_unknown_name_without_dataset_yaml_says_so(tmp_path):
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "own-data.md"
 #: the sizes of the documented run -> tiny ones; everything else in the commands is run as written
 TINY = {"--num 40": "--num 2", "--val-num 10": "--val-num 1", "--size 256x128": "--size 64x32",
-        "train.crop_size=64": "train.crop_size=32", "train.iterations=10": "train.iterations=2", "data.epoch_length=40": "data.epoch_length=4",
+        "train.crop_size=64": "train.crop_size=32", "train.iterations=10": "train.iterations=2",
+        "data.epoch_length=40": "data.epoch_length=4",
         "pinmem.init_images=8": "pinmem.init_images=2"}
 #: options added for the test machine (CPU, no worker processes, no progress bars, the quick ONNX exporter)
 EXTRA = {"train": ["train.device=cpu", "data.num_workers=0", "train.progress=false"],
