@@ -5,7 +5,8 @@ The exported graph has one input and one output:
 ``image``   float32 B×3×H×W, RGB scaled to [0, 1] and normalised with the ImageNet mean/std
             (``(rgb / 255 - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)``), exactly what
             :func:`pinmem.data.transforms.normalize` produces;
-``logits``  float32 B×19×H×W at the input size (argmax over dim 1 = trainIds).
+``logits``  float32 B×N×H×W at the input size, N the checkpoint's classes (19 for Cityscapes; argmax over dim 1
+            = class indices; the names are in the ``classes`` metadata).
 
 The memory M is a buffer of the model, so it is stored in the file as a constant: the exported model reads the
 memory it was trained with and never writes it. The read is the deterministic softmax (Gumbel noise is turned
@@ -34,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from pinmem.data.classes import class_set_from
 from pinmem.data.labels import CLASSES
 from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from pinmem.engine.checkpoint import load_model
@@ -183,15 +185,17 @@ def export_onnx(
     return path
 
 
-def export_torchscript(model: nn.Module, path: str | Path, height: int = 512, width: int = 1024) -> Path:
-    """Write ``model`` as a traced TorchScript module (``torch.jit.load(path)(image) -> logits``)."""
+def export_torchscript(model: nn.Module, path: str | Path, height: int = 512, width: int = 1024,
+                       classes: tuple[str, ...] = CLASSES) -> Path:
+    """Write ``model`` as a traced TorchScript module (``torch.jit.load(path)(image) -> logits``); ``classes`` (the
+    names of the output channels) go into its ``pinmem.json`` extra file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = LogitsModel(model).eval()
     with deterministic_read(model), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarning about the no-op check in resize(); see module doc
         traced = torch.jit.trace(wrapper, _example(height, width), check_trace=False)
-        extra = {"pinmem.json": json.dumps({"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "classes": CLASSES})}
+        extra = {"pinmem.json": json.dumps({"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "classes": list(classes)})}
         torch.jit.save(traced, str(path), _extra_files=extra)  # (torch.jit is deprecated upstream; still works)
     return path
 
@@ -204,10 +208,12 @@ def export_checkpoint(
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     model, config = load_model(checkpoint, map_location="cpu")
+    names = class_set_from(config.model.classes, config.model.palette, config.model.num_classes).names
     if fmt == "onnx":
         if importlib.util.find_spec("onnx") is None and importlib.util.find_spec("onnxscript") is None:
             log.info("onnx is not installed: the file is written without metadata")
         meta = {"pinmem.method": config.method, "pinmem.arch": config.model.arch,
-                "pinmem.backbone": config.model.backbone, "pinmem.checkpoint": Path(checkpoint).name}
+                "pinmem.backbone": config.model.backbone, "pinmem.checkpoint": Path(checkpoint).name,
+                "classes": json.dumps(list(names)), "output": f"logits Bx{len(names)}xHxW"}
         return export_onnx(model, out, height, width, opset, exporter, meta)
-    return export_torchscript(model, out, height, width)
+    return export_torchscript(model, out, height, width, names)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pinmem.data.classes import ClassSet, class_set_from
 from pinmem.data.io import ImageTooLargeError, read_image, to_rgb_uint8
 from pinmem.data.labels import NUM_CLASSES
 from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
@@ -152,6 +153,13 @@ class Segmenter:
     @property
     def num_classes(self) -> int:
         return int(getattr(self.model, "num_classes", NUM_CLASSES))
+
+    @property
+    def classes(self) -> ClassSet:
+        """The class names (in output order) and colours the checkpoint records (older ones: Cityscapes for 19
+        classes, else ``class i`` with generated colours)."""
+        model = getattr(self.config, "model", None)
+        return class_set_from(getattr(model, "classes", None), getattr(model, "palette", None), self.num_classes)
 
     def __repr__(self) -> str:
         return (f"Segmenter({type(self.model).__name__}, device={self.device}, {self.settings.describe()}, "

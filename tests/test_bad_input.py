@@ -87,7 +87,7 @@ def test_a_yaml_type_error_names_the_file_and_key(tmp_path, capsys):
 def checkpoints(tmp_path_factory):
     base = tmp_path_factory.mktemp("ckpts")
     good = make_checkpoint(base / "r18.pt")
-    other = torch.load(make_checkpoint(base / "tmp.pt", backbone="resnet34", overrides=("model.num_classes=7",)),
+    other = torch.load(make_checkpoint(base / "tmp.pt", backbone="resnet34", num_classes=7),
                        weights_only=True)
     other["config"] = torch.load(good, weights_only=True)["config"]  # a resnet18/19-class config, other weights
     torch.save(other, base / "foreign.pt")
@@ -141,12 +141,17 @@ def test_a_checkpoint_with_the_old_name_of_u_still_loads(tmp_path, checkpoints):
 
 def test_resuming_with_another_model_lists_the_settings(tmp_path, checkpoints, capsys):
     out = tmp_path / "run"
-    argv = ["train", "--resume", str(checkpoints / "r18.pt"), "model.backbone=resnet34", "model.num_classes=7",
+    argv = ["train", "--resume", str(checkpoints / "r18.pt"), "model.backbone=resnet34", "model.arch=deeplabv2",
             f"train.out_dir={out}", f"data.root={tmp_path}"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "model.backbone=resnet34 (the checkpoint has resnet18)" in err, err
-    assert "model.num_classes=7 (the checkpoint has 19)" in err and "Traceback" not in err
+    assert "model.arch=deeplabv2 (the checkpoint has deeplabv3plus)" in err and "Traceback" not in err
+    assert not out.exists()
+    # a class count the data contradict (gtav and synthia have the 19 Cityscapes classes) is refused before that
+    assert main([*argv[:4], "model.num_classes=7", *argv[5:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.num_classes=7 contradicts the data" in err and len(err.splitlines()) == 1, err
     assert not out.exists()
 
 

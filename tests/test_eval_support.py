@@ -10,13 +10,16 @@ import torch
 
 
 def make_checkpoint(path: Path, backbone: str = "resnet18", method: str = "pinmem", seed: int = 0,
-                    overrides: tuple[str, ...] = ()) -> Path:
-    """A small random-weight checkpoint; the memory holds random unit vectors (not the zero init)."""
+                    overrides: tuple[str, ...] = (), num_classes: int | None = None) -> Path:
+    """A small random-weight checkpoint; the memory holds random unit vectors (not the zero init).
+    ``num_classes``: a model of that many classes, whatever the configured data's class set."""
     from pinmem.engine.checkpoint import save_checkpoint
     from pinmem.engine.config import load_config, model_kwargs, to_dict
     from pinmem.models import build_model
 
     cfg = load_config(None, [f"model.backbone={backbone}", f"method={method}", *overrides])
+    if num_classes is not None:
+        cfg.model.num_classes = num_classes
     torch.manual_seed(seed)
     model = build_model(**model_kwargs(cfg))
     if model.memory is not None:

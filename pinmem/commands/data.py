@@ -7,13 +7,22 @@ from typing import Any
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
+    from pinmem.data import is_folder_dataset
     from pinmem.data.check import check_dataset, format_report
 
-    report = check_dataset(
-        args.dataset, args.root, args.split, limit=args.limit, workers=args.workers, progress=not args.quiet
-    )
-    print(format_report(report))
-    return 0 if report.ok else 1
+    splits = [args.split]
+    if args.split == "all" and is_folder_dataset(args.root):  # a folder dataset: statistics per split
+        from pinmem.data.folder import FolderDataset
+
+        splits = [s for s in FolderDataset.present_splits(args.root)] or ["all"]
+    ok = True
+    for split in splits:
+        report = check_dataset(
+            args.dataset, args.root, split, limit=args.limit, workers=args.workers, progress=not args.quiet
+        )
+        print(format_report(report))
+        ok = ok and report.ok
+    return 0 if ok else 1
 
 
 def cmd_data_examples(args: argparse.Namespace) -> int:
@@ -33,7 +42,8 @@ def register(subparsers: Any) -> None:
     data = subparsers.add_parser("data", help="inspect and prepare datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     check = data_commands.add_parser("check", help="check a dataset's layout, files and labels")
-    check.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    check.add_argument("--dataset", required=True, metavar="NAME",
+                       help=f"{', '.join(sorted(DATASETS))}, or any name for a folder holding a dataset.yaml")
     check.add_argument("--root", required=True, help="the dataset's root folder")
     check.add_argument("--split", default="all", help="train, val, test or all (default: all)")
     check.add_argument("--limit", type=int, default=None, help="check only the first N pairs")

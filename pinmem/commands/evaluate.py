@@ -21,6 +21,22 @@ def _limited(dataset: Any, limit: int | None) -> Any:
     return torch.utils.data.Subset(dataset, range(limit))
 
 
+def require_same_classes(checkpoint: str, config: Any, names: list[str], datasets: list[Any]) -> Any:
+    """The checkpoint's class set; a :class:`ConfigError` naming the checkpoint and the dataset when a dataset's
+    classes differ from the model's (their count, or their names where the checkpoint records names)."""
+    from pinmem.data.classes import class_set_from, describe_difference
+
+    model = config.model
+    classes = class_set_from(model.classes, model.palette, model.num_classes)
+    named = bool(model.classes) or classes.is_cityscapes
+    for name, dataset in zip(names, datasets, strict=True):
+        theirs = dataset.class_set
+        if len(theirs) != len(classes) or (named and theirs.names != classes.names):
+            raise ConfigError(f"{checkpoint}: the model predicts {classes.describe()} but dataset {name} at "
+                              f"{dataset.root} has {theirs.describe()} ({describe_difference(classes, theirs)})")
+    return classes
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from pinmem.data import build_dataset
     from pinmem.engine.checkpoint import load_checkpoint, load_model
@@ -36,6 +52,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = resolve_device(settings.device)
     datasets = [build_dataset(n, r, args.split) for n, r in zip(names, roots, strict=True)]  # fail before loading
     model, config = load_model(args.checkpoint, map_location=device)
+    classes = require_same_classes(args.checkpoint, config, names, datasets)
+    print(f"classes ({len(classes)}): {', '.join(classes.names)}")
     iteration = load_checkpoint(args.checkpoint).get("iteration")
     results = []
     for name, dataset in zip(names, datasets, strict=True):
@@ -63,8 +81,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("eval", help="score a checkpoint on target datasets (the paper's Table 1)",
                               description="Score a checkpoint: per-class IoU, mIoU and pixel accuracy per dataset.")
     p.add_argument("checkpoint", help="a pinmem checkpoint (.pt)")
-    p.add_argument("--dataset", action="append", choices=sorted(DATASETS), metavar="NAME",
-                   help=f"dataset name ({', '.join(sorted(DATASETS))}); repeat with --root for several targets")
+    p.add_argument("--dataset", action="append", metavar="NAME",
+                   help=f"dataset name ({', '.join(sorted(DATASETS))}, or any name for a folder holding a "
+                        "dataset.yaml); repeat with --root for several targets")
     p.add_argument("--root", action="append", metavar="DIR", help="the dataset's root folder (one per --dataset)")
     p.add_argument("--split", default="val", help="split to score (default val)")
     add_inference_options(p)

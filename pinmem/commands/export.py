@@ -35,12 +35,15 @@ def _verify(path: Path, fmt: str, checkpoint: str, height: int, width: int) -> f
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from pinmem.engine.checkpoint import load_model
     from pinmem.export import export_checkpoint
 
+    _, config = load_model(args.checkpoint)  # a clear error for a bad checkpoint before anything is written
     path = export_checkpoint(args.checkpoint, args.out, args.format, args.height, args.width, args.opset,
                              args.exporter)
     print(f"wrote {path} ({args.format}): input 'image' float32 Bx3xHxW normalised RGB "
-          f"((rgb/255 - mean)/std, ImageNet mean/std), output 'logits' Bx19xHxW; memory stored as a constant")
+          f"((rgb/255 - mean)/std, ImageNet mean/std), output 'logits' Bx{config.model.num_classes}xHxW; "
+          "memory stored as a constant")
     if args.verify:
         diff = _verify(path, args.format, args.checkpoint, args.height + 7, args.width - 5)
         print(f"verify: max |exported - PyTorch| logits = {diff:.3g} at {args.height + 7}x{args.width - 5}")

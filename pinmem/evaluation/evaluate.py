@@ -67,12 +67,13 @@ def merge_results(results: Sequence[EvalResult], reduce: Callable[[Tensor], Tens
     if not results:
         raise ValueError("merge_results needs at least one result")
     first = results[0]
-    total = ConfusionMatrix.sum((r.confusion for r in results), first.confusion.num_classes)
+    total = ConfusionMatrix.sum((r.confusion for r in results), first.confusion.num_classes, first.confusion.classes)
     num_images = sum(r.num_images for r in results)
     if reduce is not None:
         packed = torch.cat([total.tensor().flatten().cpu(), torch.tensor([num_images], dtype=torch.int64)])
         packed = reduce(packed).cpu()
-        total = ConfusionMatrix(total.num_classes, packed[:-1].reshape(total.num_classes, total.num_classes))
+        total = ConfusionMatrix(total.num_classes, packed[:-1].reshape(total.num_classes, total.num_classes),
+                                total.classes)
         num_images = int(packed[-1])
     return EvalResult(total, total.metrics(), first.settings, num_images, first.dataset, first.split,
                       max(r.seconds for r in results), dict(first.extra))
@@ -108,7 +109,7 @@ def evaluate(
     *,
     progress: bool = False,
     num_workers: int = 0,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int | None = None,
     name: str | None = None,
     **overrides: Any,
 ) -> EvalResult:
@@ -122,6 +123,8 @@ def evaluate(
             are; otherwise the model is moved there.
         progress: show a tqdm bar over images.
         num_workers: DataLoader worker processes reading images (0: read in this process).
+        num_classes: the classes scored; None: the model's ``num_classes`` (19 without one). The class names are
+            the dataset's (``dataset.classes``, also through a ``Subset``) when their count agrees.
         overrides: fields of ``settings`` to replace, e.g. ``mode="slide", batch_size=8``.
 
     The model is put in eval mode for the pass and its previous train/eval state is restored afterwards. Like
@@ -133,7 +136,8 @@ def evaluate(
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
     dtype = next(model.parameters()).dtype  # float32, or float64 for a model trained with train.dtype=float64
-    confusion = ConfusionMatrix(num_classes)
+    num_classes = int(num_classes or getattr(model, "num_classes", NUM_CLASSES))
+    confusion = ConfusionMatrix(num_classes, classes=dataset_class_names(dataset))
     was_training = model.training
     start = time.perf_counter()
     count = 0
@@ -160,6 +164,14 @@ def evaluate(
     seconds = time.perf_counter() - start
     return EvalResult(confusion, confusion.metrics(), settings, count, name or getattr(dataset, "name", ""),
                       getattr(dataset, "split", ""), seconds)
+
+
+def dataset_class_names(dataset: Any) -> tuple[str, ...] | None:
+    """The class names of ``dataset`` (looking through ``torch.utils.data.Subset``), or None."""
+    while not hasattr(dataset, "classes") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+    names = getattr(dataset, "classes", None)
+    return tuple(names) if names else None
 
 
 def _running_miou(confusion: ConfusionMatrix) -> float:

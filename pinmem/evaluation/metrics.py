@@ -134,8 +134,11 @@ class ConfusionMatrix:
     >>> cm.metrics().miou
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, matrix: np.ndarray | torch.Tensor | None = None) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, matrix: np.ndarray | torch.Tensor | None = None,
+                 classes: tuple[str, ...] | None = None) -> None:
         self.num_classes = int(num_classes)
+        #: class names for :meth:`metrics` (None: the Cityscapes names for 19 classes, else ``class i``)
+        self.classes = tuple(classes) if classes and len(classes) == self.num_classes else None
         self._counts: torch.Tensor | None = None
         if matrix is not None:
             counts = _as_tensor(np.asarray(matrix) if not isinstance(matrix, torch.Tensor) else matrix)
@@ -164,19 +167,20 @@ class ConfusionMatrix:
         """A new matrix holding the sum of both (they must have the same number of classes)."""
         if other.num_classes != self.num_classes:
             raise ValueError(f"cannot merge {self.num_classes}- and {other.num_classes}-class matrices")
-        return ConfusionMatrix(self.num_classes, self.matrix + other.matrix)
+        return ConfusionMatrix(self.num_classes, self.matrix + other.matrix, self.classes or other.classes)
 
     __add__ = merge
 
     @classmethod
-    def sum(cls, matrices: Iterable[ConfusionMatrix], num_classes: int = NUM_CLASSES) -> ConfusionMatrix:
-        total = cls(num_classes)
+    def sum(cls, matrices: Iterable[ConfusionMatrix], num_classes: int = NUM_CLASSES,
+            classes: tuple[str, ...] | None = None) -> ConfusionMatrix:
+        total = cls(num_classes, classes=classes)
         for m in matrices:
             total = total.merge(m)
         return total
 
     def metrics(self, classes: tuple[str, ...] | None = None) -> SegmentationMetrics:
-        return metrics_from_matrix(self.matrix, classes)
+        return metrics_from_matrix(self.matrix, classes or self.classes)
 
     def __repr__(self) -> str:
         return f"ConfusionMatrix(num_classes={self.num_classes}, pixels={int(self.matrix.sum())})"

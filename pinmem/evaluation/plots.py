@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from pinmem.data.labels import CLASSES
 from pinmem.errors import PinmemError
-from pinmem.evaluation.report import target_label
+from pinmem.evaluation.report import report_classes, target_label
 
 
 class PlotDependencyError(PinmemError):
@@ -53,7 +52,8 @@ def iou_bar_chart(
         for e in rep["results"]:
             if e.get("dataset") not in targets:
                 targets.append(e.get("dataset"))
-    n, k = len(CLASSES), max(1, len(reports))
+    names = list(dict.fromkeys(c for rep in reports for c in report_classes(rep)))  # every report's classes
+    n, k = len(names), max(1, len(reports))
     fig, axes = plt.subplots(len(targets), 1, figsize=(max(10.0, 0.55 * n * max(1, k / 2)), 3.6 * len(targets)),
                              squeeze=False)
     width = 0.8 / k
@@ -66,13 +66,13 @@ def iou_bar_chart(
             if entry is None:
                 continue
             name = name or target_label(entry, [entry])
-            values = [_value(entry["iou"].get(c)) for c in CLASSES]
+            values = [_value(entry["iou"].get(c)) for c in names]
             miou = entry.get("miou")
             legend = f"{label} (mIoU {100 * miou:.1f})" if miou is not None and not math.isnan(miou) else label
             ax.bar(x - 0.4 + width * (j + 0.5), values, width, label=legend, color=colours(j % 10))
         ax.set_title(name or str(target))
         ax.set_xticks(x)
-        ax.set_xticklabels(CLASSES, rotation=45, ha="right")
+        ax.set_xticklabels(names, rotation=45, ha="right")
         ax.set_ylabel("IoU (%)")
         ax.set_ylim(0, 100)
         ax.set_xlim(-0.6, n - 0.4)

@@ -1,7 +1,8 @@
 """``pinmem predict``: segment files, folders or globs of images and write trainId PNGs, colour masks, overlays.
 
-For an input ``photo.jpg`` the outputs are ``photo_trainid.png`` (uint8 trainIds 0..18), ``photo_color.png``
-(Cityscapes palette), ``photo_overlay.png`` (the photo blended with the colours) and, with ``memory=True``,
+For an input ``photo.jpg`` the outputs are ``photo_trainid.png`` (uint8 class indices 0..N−1), ``photo_color.png``
+(the checkpoint's class colours: the Cityscapes palette, a dataset.yaml's palette or generated ones),
+``photo_overlay.png`` (the photo blended with the colours) and, with ``memory=True``,
 ``photo_memory.png`` (the most similar memory slot per pixel, in the colour of that slot's class). Inputs that
 share a stem (``a/x.png``, ``b/x.jpg``) get ``x``, ``x-2``, ``x-3``… so nothing is overwritten silently.
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pinmem.data.classes import ClassSet
 from pinmem.data.io import read_image, write_png
 from pinmem.data.labels import colorize
 from pinmem.errors import CorruptFileError, PinmemError
@@ -98,13 +100,16 @@ def overlay(rgb: np.ndarray, colours: np.ndarray, alpha: float = 0.5, rows: int 
 
 
 def write_prediction(out: Path, name: str, rgb: np.ndarray, train_ids: np.ndarray,
-                  memory_slots: np.ndarray | None = None, alpha: float = 0.5) -> list[Path]:
-    """Write the PNGs for one image (RGB arrays are converted to OpenCV's BGR order here)."""
-    colours = colorize(train_ids)
+                     memory_slots: np.ndarray | None = None, alpha: float = 0.5,
+                     classes: ClassSet | None = None) -> list[Path]:
+    """Write the PNGs for one image (RGB arrays are converted to OpenCV's BGR order here) in the colours of
+    ``classes`` (default: the Cityscapes palette)."""
+    paint = colorize if classes is None else classes.colorize
+    colours = paint(train_ids)
     items = [("trainid", train_ids), ("color", colours[:, :, ::-1]),
              ("overlay", overlay(rgb, colours, alpha)[:, :, ::-1])]
     if memory_slots is not None:
-        items.append(("memory", colorize(memory_slots)[:, :, ::-1]))
+        items.append(("memory", paint(memory_slots)[:, :, ::-1]))
     paths = []
     for kind, array in items:
         path = out / f"{name}_{kind}.png"
@@ -155,6 +160,7 @@ def predict_files(
         raise PinmemError(f"output folder {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     max_pixels = getattr(segmenter, "max_pixels", None)
+    classes = getattr(segmenter, "classes", None)
     names = unique_stems(found.files)
     pairs = list(zip(found.files, names, strict=True))
     if progress:
@@ -169,6 +175,6 @@ def predict_files(
             report(f"pinmem: error: {err}")
             continue
         pred = segmenter.run(rgb, keep_logits=False, memory=memory)  # type: ignore[attr-defined]
-        summary.outputs += write_prediction(out, name, rgb, pred.train_ids, pred.memory_slots, alpha)
+        summary.outputs += write_prediction(out, name, rgb, pred.train_ids, pred.memory_slots, alpha, classes)
         summary.written += 1
     return summary

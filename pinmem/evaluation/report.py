@@ -44,7 +44,7 @@ def build_report(
     targets = []
     for i, res in enumerate(results):
         entry = res.to_dict()
-        if res.dataset == "synthia":
+        if res.dataset == "synthia" and all(c in entry["iou"] for c in SYNTHIA_16):
             entry["miou_16"] = _mean([entry["iou"][c] for c in SYNTHIA_16])
         if roots is not None:
             entry["root"] = str(roots[i])
@@ -54,7 +54,7 @@ def build_report(
         "version": VERSION,
         "checkpoint": str(checkpoint),
         "iteration": iteration,
-        "classes": list(CLASSES),
+        "classes": list(results[0].metrics.classes) if results else list(CLASSES),
         "results": targets,
     }
     if config is not None:
@@ -75,6 +75,12 @@ def build_report(
                      for t, r in rows.items()},
         }
     return report
+
+
+def report_classes(report: dict[str, Any]) -> tuple[str, ...]:
+    """The class names of a report (reports written before class sets were recorded: the 19 Cityscapes ones)."""
+    names = report.get("classes")
+    return tuple(names) if isinstance(names, list) and names else CLASSES
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> Path:
@@ -147,7 +153,7 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         return None if any(v is None for v in values) else _mean(values)
 
     rows = []
-    for cls in CLASSES:
+    for cls in report_classes(report):
         row = [cls]
         for e in entries:
             row.append(_pct(e["iou"].get(cls)))
@@ -224,7 +230,7 @@ def format_text(report: dict[str, Any]) -> str:
     lines.append("  ".join(f.format(h) for f, h in zip(fmt, header, strict=True)))
     lines.append("  ".join("-" * w for w in widths))
     for k, row in enumerate(rows):
-        if k == len(CLASSES):
+        if k == len(report_classes(report)):
             lines.append("  ".join("-" * w for w in widths))
         lines.append("  ".join(f.format(v) for f, v in zip(fmt, row, strict=True)))
     return "\n".join(lines)
@@ -254,7 +260,7 @@ def format_csv(report: dict[str, Any]) -> str:
     for e in report["results"]:
         prow = paper.get(e.get("dataset"))
         base = [e.get("dataset"), e.get("split"), settings.get("mode"), settings.get("flip"), e.get("num_images")]
-        for cls in CLASSES:
+        for cls in report_classes(report):
             pv = None if prow is None else prow["iou"].get(cls)
             writer.writerow([*base, cls, _pct(e["iou"].get(cls), 2), _pct(pv, 2) if prow else ""])
         writer.writerow([*base, "mIoU", _pct(e["miou"], 2), _pct(prow["miou"], 2) if prow else ""])
@@ -292,7 +298,8 @@ def combined_rows(
         for e in rep["results"]:
             header.append(f"{label} / {target_label(e, rep['results'])}")
             columns.append(e)
-    rows = [[cls, *(_pct(e["iou"].get(cls)) for e in columns)] for cls in CLASSES]
+    names = list(dict.fromkeys(c for rep in reports for c in report_classes(rep)))  # every report's, in order
+    rows = [[cls, *(_pct(e["iou"].get(cls)) for e in columns)] for cls in names]
     rows.append(["mIoU", *(_pct(e["miou"], 2) for e in columns)])
     return header, rows
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pinmem.data.labels import CLASSES, NUM_CLASSES, PALETTE
+from pinmem.data.classes import CITYSCAPES, ClassSet, class_set_from
 from pinmem.evaluation.plots import PlotDependencyError, pyplot
 
 
@@ -30,6 +30,8 @@ class FeatureSample:
     classes: np.ndarray
     slots: np.ndarray | None = None
     slot_classes: np.ndarray | None = None
+    #: names and colours of the classes (the dataset's; the Cityscapes ones by default)
+    class_set: ClassSet = CITYSCAPES
 
 
 @torch.no_grad()
@@ -40,7 +42,11 @@ def sample_features(
     """Up to ``per_class`` pixel features per class from the first ``images`` items of ``dataset``."""
     rng = np.random.default_rng(seed)
     model.eval().to(device)
-    feats: dict[int, list[np.ndarray]] = {c: [] for c in range(NUM_CLASSES)}
+    class_set = getattr(dataset, "class_set", CITYSCAPES)
+    num_classes = int(getattr(model, "num_classes", len(class_set)))
+    if len(class_set) != num_classes:
+        class_set = class_set_from(None, None, num_classes)
+    feats: dict[int, list[np.ndarray]] = {c: [] for c in range(num_classes)}
     for i in range(min(images, len(dataset))):
         item = dataset[i]
         out = model(item["image"].unsqueeze(0).to(device))
@@ -50,7 +56,7 @@ def sample_features(
         label = F.interpolate(item["label"][None, None].float(), size=f.shape[-2:], mode="nearest")[0, 0].long()
         flat, lab = f.reshape(f.shape[0], -1).t().cpu().numpy(), label.reshape(-1).cpu().numpy()
         for c in np.unique(lab):
-            if c >= NUM_CLASSES:
+            if c >= num_classes:
                 continue
             idx = np.flatnonzero(lab == c)
             take = rng.choice(idx, size=min(per_class, idx.size), replace=False)
@@ -72,7 +78,7 @@ def sample_features(
         nonzero = m.norm(dim=1) > 0
         slots = F.normalize(m[nonzero], dim=1).numpy()
         slot_classes = np.flatnonzero(nonzero.numpy())
-    return FeatureSample(np.concatenate(xs), np.concatenate(ys), slots, slot_classes)
+    return FeatureSample(np.concatenate(xs), np.concatenate(ys), slots, slot_classes, class_set)
 
 
 def embed(sample: FeatureSample, perplexity: float = 30.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
@@ -95,14 +101,14 @@ def embed(sample: FeatureSample, perplexity: float = 30.0, seed: int = 0) -> tup
 
 def plot_tsne(sample: FeatureSample, path: str | Path, perplexity: float = 30.0, seed: int = 0,
               title: str | None = None) -> Path:
-    """Scatter of the embedded pixels (dots) and memory slots (stars), Cityscapes colours, PNG at ``path``."""
+    """Scatter of the embedded pixels (dots) and memory slots (stars) in the class colours, PNG at ``path``."""
     pix, slots = embed(sample, perplexity, seed)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 7))
-    colours = PALETTE.astype(np.float32) / 255.0
+    colours = np.asarray(sample.class_set.palette, dtype=np.float32).reshape(-1, 3) / 255.0
     for c in np.unique(sample.classes):
         sel = sample.classes == c
-        ax.scatter(pix[sel, 0], pix[sel, 1], s=5, color=colours[c], alpha=0.6, label=CLASSES[c])
+        ax.scatter(pix[sel, 0], pix[sel, 1], s=5, color=colours[c], alpha=0.6, label=sample.class_set.names[c])
     if slots is not None and sample.slot_classes is not None:
         ax.scatter(slots[:, 0], slots[:, 1], s=260, marker="*", c=colours[sample.slot_classes],
                    edgecolors="black", linewidths=1.2, label="memory slot", zorder=3)

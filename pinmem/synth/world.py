@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pinmem.data.base import GENERATED_WORLD_MANIFEST
+from pinmem.data.folder_writer import FolderWriter
 from pinmem.data.writers import build_writer
 from pinmem.errors import PinmemError
 from pinmem.synth.scene import Scene, render_scene, render_size
@@ -39,9 +40,14 @@ def scene_indices(num_train: int, num_val: int) -> list[tuple[str, int]]:
     return [("train", i) for i in range(num_train)] + [("val", VAL_OFFSET + i) for i in range(num_val)]
 
 
-def manifest_for(style: Style, num_train: int, num_val: int, size: tuple[int, int], seed: int) -> dict:
+def manifest_for(style: Style, num_train: int, num_val: int, size: tuple[int, int], seed: int,
+                 folder_classes: str | None = None) -> dict:
+    """``folder_classes``: a folder dataset with that class set (``format: folder``) instead of the native layout."""
+    extra = {"classes": folder_classes} if folder_classes else {}
     return {
-        "generator": "pinmem.synth", "version": GENERATOR_VERSION, "style": style.name, "format": style.format,
+        **extra,
+        "generator": "pinmem.synth", "version": GENERATOR_VERSION, "style": style.name,
+        "format": "folder" if folder_classes else style.format,
         "style_digest": style.digest, "num_train": num_train, "num_val": num_val, "size": list(size),
         "image_size": list(render_size(style, size)), "seed": seed,
         # the evaluation protocol of this world: whole image at its native size, for every style (read by
@@ -79,6 +85,7 @@ def generate_world(
     workers: int = 1,
     progress: bool = True,
     force: bool = False,
+    folder_classes: str | None = None,
 ) -> dict[str, Path]:
     """Write each style's world under ``out/<style name>/``; returns style name -> dataset root.
 
@@ -86,6 +93,8 @@ def generate_world(
     are one count for every style or a mapping style name -> count; ``size`` is (width, height) before each
     style's ``camera.resolution_scale``. A root whose ``synth.json`` matches these parameters is left as it is
     (unless ``force``). ``workers`` > 1 renders in that many processes; the files do not depend on it.
+    ``folder_classes`` (``cityscapes`` or ``categories``): write folder datasets (docs/own-data.md) instead of the
+    styles' native layouts.
     """
     size = (int(size[0]), int(size[1]))
     loaded = [load_style(s) for s in styles]
@@ -95,12 +104,13 @@ def generate_world(
         raise PinmemError(f"synth: two styles are named {duplicates[0]!r}; each style writes out/<name>/")
     jobs = {s.name: (_count(num_train, s.name), _count(num_val, s.name)) for s in loaded}
     roots = {s.name: Path(out) / s.name for s in loaded}
-    todo = [s for s in loaded if force or not is_complete(roots[s.name], manifest_for(s, *jobs[s.name], size, seed))]
+    todo = [s for s in loaded
+            if force or not is_complete(roots[s.name], manifest_for(s, *jobs[s.name], size, seed, folder_classes))]
     pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(todo,)) if workers > 1 and todo else None
     try:
         for style in todo:
             generate_domain(roots[style.name], style, *jobs[style.name], size, seed, pool=pool, progress=progress,
-                            force=True)
+                            force=True, folder_classes=folder_classes)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -108,7 +118,8 @@ def generate_world(
 
 
 def generate_domain(root: Path, style: Style, num_train: int, num_val: int, size: tuple[int, int], seed: int,
-                    pool: ProcessPoolExecutor | None = None, progress: bool = True, force: bool = False) -> Path:
+                    pool: ProcessPoolExecutor | None = None, progress: bool = True, force: bool = False,
+                    folder_classes: str | None = None) -> Path:
     """Write one style's train and val scenes under ``root`` in its dataset's format (skipped when up to date).
 
     ``pool``: worker processes started with :func:`_init_worker` and this style among theirs.
@@ -116,13 +127,13 @@ def generate_domain(root: Path, style: Style, num_train: int, num_val: int, size
     if num_train + num_val == 0:
         raise PinmemError(f"synth: style {style.name} would get no images (num_train and num_val are 0)")
     size = (int(size[0]), int(size[1]))
-    expected = manifest_for(style, num_train, num_val, size, seed)
+    expected = manifest_for(style, num_train, num_val, size, seed, folder_classes)
     if not force and is_complete(root, expected):
         return root
     _prepare(root)
     (root / MANIFEST).write_text(json.dumps({**expected, "complete": False}, indent=1))
     options = {"jpeg_quality": style.sensor.jpeg_quality} if style.format in JPEG_FORMATS else {}
-    writer = build_writer(style.format, root, **options)
+    writer = (FolderWriter(root, folder_classes) if folder_classes else build_writer(style.format, root, **options))
     jobs = scene_indices(num_train, num_val)
     scenes = _render_all(style, [i for _, i in jobs], size, seed, pool)
     with tqdm(total=len(jobs), desc=f"synth {style.name}", unit="img", disable=not progress) as bar:
