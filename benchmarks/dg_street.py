@@ -372,7 +372,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="only generate and check the world (before starting runs in parallel)")
     parser.add_argument("--report", action="store_true", help="write REPORT.md and the bar chart from the JSONs")
     parser.add_argument("--update-readme", type=Path, default=None,
-                        help="with --report or --report-budget: replace the README block")
+                        help="with --report or --report-budget: replace the README's block (main and jitter rows)")
+    parser.add_argument("--update-doc", type=Path, default=None,
+                        help="with --report or --report-budget: replace the block of this page (docs/results.md) "
+                             "with the whole table")
     parser.add_argument("--report-budget", nargs="+", type=int, metavar="ITERATIONS",
                         help="the budget curve over these iteration counts (this lr, crop, backbone): "
                              "BUDGET.md and budget_curve.png in --results")
@@ -407,11 +410,11 @@ def main(argv: list[str] | None = None) -> None:
         world_roots(budget, args.work / "world", args.results / "world")
         return
     if args.report:
-        print(report(folder, budget.name, args.update_readme))
+        print(report(folder, budget.name, args.update_readme, args.update_doc))
         return
     if args.report_budget:
         folders = {n: args.results / replace(budget, iterations=n).name for n in args.report_budget}
-        print(report_budget(folders, args.results, args.update_readme))
+        print(report_budget(folders, args.results, args.update_readme, args.update_doc))
         return
     runs = grid()
     if args.only:

@@ -74,10 +74,16 @@ def _delta(values: list[float], reference: dict[str, list[float]] | None) -> str
     return f"{statistics.fmean(values) - statistics.fmean(reference['target']):+.1f}"
 
 
-def markdown_report(rows: list[dict[str, Any]], budget_name: str) -> str:
+#: the README's rows (the full table, ablations included, goes to REPORT.md and docs/results.md)
+README_VARIANTS = ("main", "jitter")
+
+
+def markdown_report(rows: list[dict[str, Any]], budget_name: str, variants: tuple[str, ...] | None = None) -> str:
+    """The table of every (method, variant) row, or of ``variants`` only."""
     groups = summarise(rows)
     erm = groups.get(("erm", "main"))
     order = [(m, "main") for m in METHODS] + sorted(k for k in groups if k[1] != "main")
+    order = [k for k in order if variants is None or k[1] in variants]
     lines = [
         f"mIoU (%) on the street world, budget `{budget_name}`; mean ± std over seeds (n = seeds). Source = mean "
         "of the gtav/synthia val splits; targets never seen in training or selection. Δ = target minus ERM's "
@@ -107,6 +113,7 @@ def markdown_report(rows: list[dict[str, Any]], budget_name: str) -> str:
     if dirty:
         lines += ["", "† some of the row's files name an uncommitted tree and no clean rerun has reproduced them yet "
                       "(`dg_street.py --reproduce` reruns them)."]
+    rows = [r for r in rows if variants is None or r["variant"] in variants]
     machines = sorted(set().union(*(processors(r) for r in rows)))
     lines += ["", f"Processors: {'; '.join(machines) if machines else 'not recorded'}"
               + (" (files written before the machine was recorded name none)." if any("machine" not in r
@@ -165,7 +172,9 @@ def replace_block(readme: Path, name: str, text: str) -> None:
     readme.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
 
 
-def report(folder: Path, budget_name: str, readme: Path | None) -> str:
+def report(folder: Path, budget_name: str, readme: Path | None, doc: Path | None = None) -> str:
+    """REPORT.md and the bar chart in ``folder``; the README block gets the main and jitter rows, ``doc``'s block
+    (docs/results.md) the whole table."""
     rows = load_results(folder)
     if not rows:
         raise SystemExit(f"no results in {folder}")
@@ -176,7 +185,9 @@ def report(folder: Path, budget_name: str, readme: Path | None) -> str:
     except Exception as err:  # noqa: BLE001 - the plot is optional (matplotlib)
         log.warning("bar chart skipped: %s", err)
     if readme is not None:
-        replace_block(readme, "dg-street", text)
+        replace_block(readme, "dg-street", markdown_report(rows, budget_name, README_VARIANTS))
+    if doc is not None:
+        replace_block(doc, "dg-street", text)
     return text
 
 
@@ -233,7 +244,7 @@ def budget_plot(curves: dict[tuple[str, str], dict[int, dict[str, list[float]]]]
     plt.close(fig)
 
 
-def report_budget(folders: dict[int, Path], out: Path, readme: Path | None) -> str:
+def report_budget(folders: dict[int, Path], out: Path, readme: Path | None, doc: Path | None = None) -> str:
     text, curves = budget_table(folders)
     if not curves:
         raise SystemExit(f"no results in {', '.join(map(str, folders.values()))}")
@@ -243,6 +254,7 @@ def report_budget(folders: dict[int, Path], out: Path, readme: Path | None) -> s
         budget_plot(curves, out / "budget_curve.png")
     except Exception as err:  # noqa: BLE001 - the plot is optional (matplotlib)
         log.warning("budget plot skipped: %s", err)
-    if readme is not None:
-        replace_block(readme, "dg-budget", text)
+    for path in (readme, doc):
+        if path is not None:
+            replace_block(path, "dg-budget", text)
     return text

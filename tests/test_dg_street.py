@@ -59,9 +59,12 @@ def test_a_run_writes_its_result_and_a_rerun_skips_it(bench, tmp_path, capsys):
 
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- dg-street:begin -->\nold\n<!-- dg-street:end -->\nrest\n")
-    bench.main([*args, "--report", "--update-readme", str(readme)])
+    doc = tmp_path / "results.md"
+    doc.write_text(readme.read_text())
+    bench.main([*args, "--report", "--update-readme", str(readme), "--update-doc", str(doc)])
     text = readme.read_text()
     assert "old" not in text and re.search(r"\| pinmem \| main( †)? \| 1 \|", text) and text.endswith("rest\n")
+    assert "gumbel_test" not in text and "| pinmem | gumbel_test" in doc.read_text()  # the README: main rows
     assert (folder / "REPORT.md").is_file()
 
 
