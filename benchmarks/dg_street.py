@@ -175,8 +175,8 @@ def git_commit() -> str:
 
 def evaluate_checkpoint(checkpoint: Path, roots: dict[str, Path], eval_overrides: tuple[str, ...]) -> dict[str, Any]:
     from pinmem.data import build_dataset
-    from pinmem.engine.checkpoint import load_model
     from pinmem.evaluation.evaluate import evaluate
+    from pinmem.training.checkpoint import load_model
 
     model, _ = load_model(checkpoint)
     for item in eval_overrides:
@@ -196,7 +196,7 @@ def evaluate_checkpoint(checkpoint: Path, roots: dict[str, Path], eval_overrides
 
 def run_one(budget: Budget, run: Run, results: Path, work: Path, argv: list[str]) -> dict[str, Any]:
     from pinmem.engine.config import load_config
-    from pinmem.engine.trainer import Trainer
+    from pinmem.training.trainer import Trainer
 
     roots = world_roots(budget, work / "world")
     out_dir = work / budget.name / run.train_key
@@ -239,7 +239,7 @@ def run_one(budget: Budget, run: Run, results: Path, work: Path, argv: list[str]
 def _finished(checkpoint: Path, iterations: int) -> bool:
     if not checkpoint.is_file():
         return False
-    from pinmem.engine.checkpoint import load_checkpoint
+    from pinmem.training.checkpoint import load_checkpoint
 
     return int(load_checkpoint(checkpoint)["iteration"]) >= iterations
 
@@ -353,10 +353,10 @@ def report(folder: Path, budget_name: str, readme: Path | None) -> str:
 def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]) -> dict[str, Any]:
     """Leave-one-domain-out on the sources: ERM trained on gtav only, scored on synthia's val split."""
     from pinmem.data import build_dataset
-    from pinmem.engine.checkpoint import load_model
     from pinmem.engine.config import load_config
-    from pinmem.engine.trainer import Trainer
     from pinmem.evaluation.evaluate import evaluate
+    from pinmem.training.checkpoint import load_model
+    from pinmem.training.trainer import Trainer
 
     roots = world_roots(budget, work / "world")
     scores = {}

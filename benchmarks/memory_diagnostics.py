@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from pinmem.data import build_dataset
 from pinmem.data.labels import colorize
-from pinmem.engine.checkpoint import load_model
 from pinmem.evaluation.metrics import ConfusionMatrix
+from pinmem.training.checkpoint import load_model
 
 DOMAINS = ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary")
 

@@ -101,9 +101,9 @@ def make_world(settings: DemoSettings) -> dict[str, Path]:
 
 def train(settings: DemoSettings, method: str) -> Path:
     """Train one method, or reuse a finished run with the same configuration; returns its checkpoint."""
-    from pinmem.engine.checkpoint import load_checkpoint
     from pinmem.engine.config import load_config, to_dict
-    from pinmem.engine.trainer import Trainer
+    from pinmem.training.checkpoint import load_checkpoint
+    from pinmem.training.trainer import Trainer
 
     config = load_config(None, demo_overrides(settings, method))
     checkpoint = Path(config.train.out_dir) / "checkpoints" / "last.pt"
@@ -118,9 +118,9 @@ def train(settings: DemoSettings, method: str) -> Path:
 
 def evaluate_run(checkpoint: Path, roots: dict[str, Path], progress: bool) -> dict[str, Any]:
     """The report of one checkpoint on the sources' and targets' val splits (whole image, native size)."""
-    from pinmem.engine.checkpoint import load_model
     from pinmem.evaluation.evaluate import evaluate
     from pinmem.evaluation.report import build_report
+    from pinmem.training.checkpoint import load_model
 
     model, config = load_model(checkpoint)
     results = []

@@ -36,8 +36,8 @@ from torch import Tensor, nn
 
 from pinmem.data.labels import CLASSES
 from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from pinmem.engine.checkpoint import load_model
 from pinmem.errors import PinmemError
+from pinmem.training.checkpoint import load_model
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("auto", "dynamo", "legacy")

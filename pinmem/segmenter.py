@@ -7,7 +7,7 @@
 >>> seg = pinmem.load(path, mode="slide", flip=True, device="cuda", amp="bf16")   # InferenceSettings' fields
 
 Only the checkpoint is needed: its configuration is stored inside it, so no config file, dataset or CLI is
-involved. Checkpoints are read with ``torch.load(weights_only=True)``; see :mod:`pinmem.engine.checkpoint`.
+involved. Checkpoints are read with ``torch.load(weights_only=True)``; see :mod:`pinmem.training.checkpoint`.
 How the logits are computed (mode, flip, windows, batch size, target BN, autocast, device) is one
 :class:`~pinmem.evaluation.inference.InferenceSettings`, shared with ``evaluate`` and the command line.
 """
@@ -27,10 +27,10 @@ from torch import nn
 from pinmem.data.io import ImageTooLargeError, read_image, to_rgb_uint8
 from pinmem.data.labels import NUM_CLASSES
 from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
-from pinmem.engine.checkpoint import load_model
 from pinmem.errors import ConfigError, PinmemError
 from pinmem.evaluation.inference import InferenceSettings, infer
 from pinmem.runtime import model_device, resolve_device
+from pinmem.training.checkpoint import load_model
 
 #: the default largest input (pixels) :class:`Segmenter` accepts: 100 megapixels, e.g. 12000×8000
 DEFAULT_MAX_PIXELS = 100_000_000

@@ -29,8 +29,8 @@ import torch.distributed as dist
 from pinmem.data.sampling import build_train_loader
 from pinmem.engine.config import Config, load_config
 from pinmem.engine.distributed import DistContext, init_distributed, shutdown
-from pinmem.engine.trainer import Trainer
 from pinmem.models import memory_ops
+from pinmem.training.trainer import Trainer
 
 ITERATIONS = 3
 METHODS = ("erm", "mldg", "pinmem")

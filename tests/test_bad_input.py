@@ -126,7 +126,7 @@ def test_a_checkpoint_of_a_newer_format_says_so(tmp_path, checkpoints, write_dat
 
 def test_a_checkpoint_with_the_old_name_of_u_still_loads(tmp_path, checkpoints):
     """Checkpoints written before U was renamed (``memory.update.*`` → ``memory.update_net.*``) load unchanged."""
-    from pinmem.engine.checkpoint import load_model
+    from pinmem.training.checkpoint import load_model
 
     data = torch.load(checkpoints / "r18.pt", weights_only=True)
     renamed = [k for k in data["model"] if k.startswith("memory.update_net.")]

@@ -12,9 +12,9 @@ import torch
 def make_checkpoint(path: Path, backbone: str = "resnet18", method: str = "pinmem", seed: int = 0,
                     overrides: tuple[str, ...] = ()) -> Path:
     """A small random-weight checkpoint; the memory holds random unit vectors (not the zero init)."""
-    from pinmem.engine.checkpoint import save_checkpoint
     from pinmem.engine.config import load_config, model_kwargs, to_dict
     from pinmem.models import build_model
+    from pinmem.training.checkpoint import save_checkpoint
 
     cfg = load_config(None, [f"model.backbone={backbone}", f"method={method}", *overrides])
     torch.manual_seed(seed)

@@ -6,8 +6,8 @@ import torch
 from conftest import optional_module
 from test_eval_support import make_checkpoint, run_cli
 
-from pinmem.engine.checkpoint import load_model
 from pinmem.export import export_onnx, export_torchscript
+from pinmem.training.checkpoint import load_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
 

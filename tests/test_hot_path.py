@@ -15,13 +15,13 @@ from conftest import benchmark_script
 
 from pinmem.data.examples import write_examples
 from pinmem.data.sampling import build_train_loader
-from pinmem.engine import hot_path
-from pinmem.engine import trainer as trainer_module
 from pinmem.engine.config import load_config
 from pinmem.engine.config_checks import compile_checked_with_meta_learning
 from pinmem.engine.distributed import DistContext
-from pinmem.engine.trainer import Trainer, TrainingDiverged
 from pinmem.errors import ConfigError
+from pinmem.training import hot_path
+from pinmem.training import trainer as trainer_module
+from pinmem.training.trainer import Trainer, TrainingDiverged
 
 
 def autocast_enabled_on_cpu() -> bool:

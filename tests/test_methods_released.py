@@ -9,12 +9,12 @@ import torch.nn.functional as F
 
 from pinmem.engine.config import load_config, model_kwargs
 from pinmem.engine.distributed import DistContext
-from pinmem.engine.trainer import disable_dropout
 from pinmem.methods import build_method
 from pinmem.methods.base import inner_lr, split_domains
 from pinmem.methods.pinmem import read_loss, update_loss
 from pinmem.models import build_model
 from pinmem.models.memory import RELEASED_BN_BIAS, RELEASED_CLASSIFIER_STD
+from pinmem.training.trainer import disable_dropout
 
 SEED = 304
 

@@ -12,9 +12,9 @@ import torch
 from pinmem.cli import main
 from pinmem.data.examples import write_examples
 from pinmem.data.sampling import build_train_loader
-from pinmem.engine.checkpoint import load_checkpoint
 from pinmem.engine.config import load_config
-from pinmem.engine.trainer import Trainer, TrainingDiverged
+from pinmem.training.checkpoint import load_checkpoint
+from pinmem.training.trainer import Trainer, TrainingDiverged
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks on two cores: one thread each
 
@@ -121,7 +121,7 @@ def test_training_logs_and_final_validation(data_root, tmp_path, capsys):
                             if not b.startswith("data.targets")], "data.targets=[cityscapes]"])
     assert code == 0
     assert "cityscapes   val mIoU" in capsys.readouterr().out
-    from pinmem.engine.logging import read_log
+    from pinmem.training.logging import read_log
 
     records = read_log(out / "log.jsonl")
     assert [r["iteration"] for r in records if r["kind"] == "train"] == [1, 2, 3]

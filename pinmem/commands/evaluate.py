@@ -23,11 +23,11 @@ def _limited(dataset: Any, limit: int | None) -> Any:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from pinmem.data import build_dataset
-    from pinmem.engine.checkpoint import load_checkpoint, load_model
     from pinmem.evaluation.evaluate import evaluate
     from pinmem.evaluation.paper import query_from_config
     from pinmem.evaluation.report import build_report, format_text, write_json, write_report_files
     from pinmem.runtime import resolve_device
+    from pinmem.training.checkpoint import load_checkpoint, load_model
 
     names, roots = args.dataset or [], args.root or []
     if not names or len(names) != len(roots):

@@ -15,7 +15,7 @@ def _verify(path: Path, fmt: str, checkpoint: str, height: int, width: int) -> f
     import numpy as np
     import torch
 
-    from pinmem.engine.checkpoint import load_model
+    from pinmem.training.checkpoint import load_model
 
     model, _ = load_model(checkpoint)
     x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(1))

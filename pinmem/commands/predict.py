@@ -10,7 +10,7 @@ from pinmem.commands.options import add_inference_options, inference_settings
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pinmem.evaluation.predict import predict_files
+    from pinmem.predict import predict_files
     from pinmem.segmenter import DEFAULT_MAX_PIXELS, load
 
     max_side = args.max_side or None

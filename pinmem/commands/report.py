@@ -40,9 +40,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _tsne(args: argparse.Namespace, out: Path) -> Path:
     from pinmem.data import build_dataset
-    from pinmem.engine.checkpoint import load_model
     from pinmem.evaluation.tsne import plot_tsne, sample_features
     from pinmem.runtime import resolve_device
+    from pinmem.training.checkpoint import load_model
 
     if not args.dataset or not args.root:
         raise ConfigError("--tsne needs --dataset NAME and --root DIR for the pixels to embed")

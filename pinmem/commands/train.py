@@ -14,7 +14,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pinmem.engine.config import load_config
-    from pinmem.engine.trainer import Trainer, load_resume
+    from pinmem.training.trainer import Trainer, load_resume
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     overrides = list(args.overrides)
@@ -23,7 +23,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.insert(0, resume)
         resume = ""
     if resume is not None:
-        from pinmem.engine.checkpoint import check_resume
+        from pinmem.training.checkpoint import check_resume
 
         config, checkpoint = load_resume(args.config, overrides, resume or None)
         # before the trainer writes anything: weights that do not fit the configured model are a clear message
@@ -31,7 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config, checkpoint = load_config(args.config, overrides), None
     from pinmem.engine.distributed import shutdown
-    from pinmem.engine.faults import TrainingInterrupted
+    from pinmem.training.faults import TrainingInterrupted
 
     try:
         results = Trainer(config, checkpoint).fit()

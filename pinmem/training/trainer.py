@@ -6,7 +6,7 @@ then runs ``train.iterations`` iterations with a progress bar, JSON-lines and Te
 validation and checkpoints, and a final validation on the targets. ``Trainer(config, resume=PATH).fit()``
 continues a run: weights, memory, optimiser, schedule, scaler, RNG states and data position come from the
 checkpoint, so a resumed run follows the uninterrupted one bit for bit (CPU, same seed). The per-iteration work
-around the method's step is kept free of host-device synchronisation (:mod:`pinmem.engine.hot_path`): pinned,
+around the method's step is kept free of host-device synchronisation (:mod:`pinmem.training.hot_path`): pinned,
 prefetched batches copied with ``non_blocking``, losses read every ``train.log_every`` iterations, and the one
 synchronisation of the finiteness check.
 """
@@ -26,10 +26,15 @@ from tqdm import tqdm
 from pinmem.data import build_dataset, build_training_dataset
 from pinmem.data.sampling import BadBatch, SamplerConfig, build_train_loader
 from pinmem.data.transforms import TrainTransform
-from pinmem.engine.checkpoint import load_checkpoint, save_checkpoint
 from pinmem.engine.config import Config, load_config, model_kwargs, to_dict, to_yaml
 from pinmem.engine.distributed import DistContext, convert_sync_batchnorm, init_distributed
-from pinmem.engine.faults import (
+from pinmem.errors import ConfigError, PinmemError
+from pinmem.evaluation.evaluate import evaluate, merge_results
+from pinmem.methods import build_method
+from pinmem.models import build_model
+from pinmem.runtime import autocast
+from pinmem.training.checkpoint import load_checkpoint, save_checkpoint
+from pinmem.training.faults import (
     BadSampleError,
     SkipCounter,
     StopRequest,
@@ -40,14 +45,9 @@ from pinmem.engine.faults import (
     interrupted,
     step_flags,
 )
-from pinmem.engine.hot_path import compile_encoder, cudnn_benchmark, loss_tensors, loss_values, to_device
-from pinmem.engine.logging import MetricLogger
-from pinmem.engine.rng import rng_state, seed_everything, set_rng_state
-from pinmem.errors import ConfigError, PinmemError
-from pinmem.evaluation.evaluate import evaluate, merge_results
-from pinmem.methods import build_method
-from pinmem.models import build_model
-from pinmem.runtime import autocast
+from pinmem.training.hot_path import compile_encoder, cudnn_benchmark, loss_tensors, loss_values, to_device
+from pinmem.training.logging import MetricLogger
+from pinmem.training.rng import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger("pinmem")
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "BadSampleError", "load_resume"]
