@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from pinmem.engine.config_checks import METHODS  # every method of the registry, in its order
+from pinmem.engine.method_specs import METHOD_NAMES as METHODS  # every method, in the registry order
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("gtav", "synthia")

@@ -184,3 +184,13 @@ def test_no_package_level_cycle():
                 edges.setdefault(unit(importer), set()).add(unit(target))
     assert not _cycles(edges), f"packages importing each other: {_cycles(edges)}"
 
+
+
+def test_no_module_level_cycle():
+    """No two modules import each other, not even one of them only under ``TYPE_CHECKING``."""
+    edges: dict[str, set[str]] = {}
+    for importer in MODULES:
+        for target, _, _ in imports(importer):
+            if target != importer and MODULES[target].name != "__init__.py":
+                edges.setdefault(importer, set()).add(target)
+    assert not _cycles(edges), f"modules importing each other: {_cycles(edges)}"

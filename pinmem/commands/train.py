@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pinmem.engine.config import METHODS
+from pinmem.engine.config import METHOD_NAMES
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -48,7 +48,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``train`` to an ``argparse`` sub-parsers object."""
     train = subparsers.add_parser(
-        "train", help=f"train a model ({', '.join(METHODS)})",
+        "train", help=f"train a model ({', '.join(METHOD_NAMES)})",
         description="Train with the typed defaults, a YAML config and key=value overrides; "
                     "`torchrun --nproc_per_node N -m pinmem train ...` for several processes. SIGTERM, SIGUSR1 or "
                     "Ctrl-C stop after the current iteration with last.pt written and exit status 75 (continue "

@@ -23,10 +23,11 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from pinmem.engine.config_checks import CHOICES, METHODS, normalise, show, validate
+from pinmem.engine.config_checks import CHOICES, normalise, show, validate
+from pinmem.engine.method_specs import METHOD_NAMES, method_spec
 from pinmem.errors import ConfigError
 
-__all__ = ["CHOICES", "METHODS", "Config", "load_config", "model_kwargs", "to_dict", "to_yaml", "from_dict",
+__all__ = ["CHOICES", "METHOD_NAMES", "Config", "load_config", "model_kwargs", "to_dict", "to_yaml", "from_dict",
            "validate"]
 
 
@@ -168,13 +169,13 @@ class Config:
 
     @property
     def uses_memory(self) -> bool:
-        return self.method == "pinmem" if self.model.memory is None else self.model.memory
+        return method_spec(self.method).memory if self.model.memory is None else self.model.memory
 
     @property
     def norm(self) -> str:
         if self.model.norm is not None:
             return self.model.norm
-        return {"ibn": "ibn", "isw": "isw"}.get(self.method, "bn")
+        return method_spec(self.method).norm
 
 
 def model_kwargs(config: Config, load_backbone: bool = True) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from pinmem.data.sampling import BadBatch, SamplerConfig, build_train_loader
 from pinmem.data.transforms import TrainTransform
 from pinmem.engine.config import Config, load_config, model_kwargs, to_dict, to_yaml
 from pinmem.engine.distributed import DistContext, convert_sync_batchnorm, init_distributed
+from pinmem.engine.method_specs import method_spec
 from pinmem.errors import ConfigError, PinmemError
 from pinmem.evaluation.evaluate import evaluate, merge_results
 from pinmem.methods import build_method
@@ -79,7 +80,8 @@ class Trainer:
         self.checkpoint = checkpoint
         self.config = config
         self.context = context or init_distributed(config.train.device)
-        if config.train.amp == "fp16" and (self.context.device.type != "cuda" or config.method in ("mldg", "pinmem")):
+        if config.train.amp == "fp16" and (self.context.device.type != "cuda"
+                                           or "fp16" not in method_spec(config.method).amp_modes):
             raise ConfigError("train.amp=fp16 needs a GPU and a method without an inner gradient step "
                               "(erm, ibn, isw); use train.amp=bf16")
         self.out_dir = Path(config.train.out_dir)
@@ -117,7 +119,7 @@ class Trainer:
         cfg = self.config
         sets = {}
         for position, name in enumerate(cfg.data.sources):
-            strong = (cfg.data.strong_jitter_first_source and position == 0 and cfg.method in ("mldg", "pinmem"))
+            strong = (cfg.data.strong_jitter_first_source and position == 0 and method_spec(cfg.method).meta)
             transform = TrainTransform(crop_size=cfg.train.crop_size, strong_jitter=strong)
             sets[name] = build_training_dataset(name, cfg.dataset_root(name), "train", transform)
         return sets
