@@ -54,7 +54,7 @@ def build(variant: str, root: Path, out: Path, args: argparse.Namespace) -> Trai
                  "pinmem.init_images=4", "train.progress=false", f"train.device={args.device}",
                  f"train.out_dir={out / variant}", *VARIANTS[variant]]
     trainer = Trainer(load_config(None, overrides))
-    trainer.initialise_memory()
+    trainer.before_training()
     return trainer
 
 

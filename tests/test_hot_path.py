@@ -44,7 +44,7 @@ def make_trainer(root, tmp_path, *extra: str) -> Trainer:
                  "train.batch_per_domain=2", "data.num_workers=0", "pinmem.init_images=4", "train.progress=false",
                  "data.epoch_length=16", "train.stochastic=false", f"train.out_dir={tmp_path}", *extra]
     trainer = Trainer(load_config(None, overrides))
-    trainer.initialise_memory()
+    trainer.before_training()
     return trainer
 
 

@@ -41,7 +41,7 @@ def test_every_method_lowers_the_loss(method, data_root, tmp_path):
     cfg = load_config(None, base(data_root, f"method={method}", f"train.out_dir={tmp_path}", "isw.start_epoch=0",
                                  "isw.trials=1", "isw.images_per_trial=2"))
     trainer = Trainer(cfg)
-    trainer.initialise_memory()
+    trainer.before_training()
     batch = next(iter(build_train_loader(trainer.sources, trainer.sampler_config)))
     first = trainer.train_step(batch, 0)
     for i in range(1, 8):

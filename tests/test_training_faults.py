@@ -325,6 +325,6 @@ def test_memory_initialisation_is_one_pass_over_a_small_dataset(data_root, tmp_p
 
     memory.init_accumulate = counted
     with caplog.at_level(logging.INFO, logger="pinmem"):
-        trainer.initialise_memory()
+        trainer.before_training()
     assert sum(images) == 2 * 6  # one pass over each source's 6 images
     assert "memory initialised from 6 images per domain" in caplog.text
