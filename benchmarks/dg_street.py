@@ -178,7 +178,7 @@ def evaluate_checkpoint(checkpoint: Path, roots: dict[str, Path], eval_overrides
     from pinmem.evaluation.evaluate import evaluate
     from pinmem.training.checkpoint import load_model
 
-    model, _ = load_model(checkpoint)
+    model = load_model(checkpoint).model
     for item in eval_overrides:
         if item == "model.gumbel_at_eval=true" and model.memory is not None:
             model.memory.gumbel_eval = True
@@ -371,7 +371,7 @@ def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]
         overrides += ["data.sources=[gtav]", f"train.lr={lr}", f"train.batch_per_domain={2 * budget.batch_per_domain}"]
         start = time.time()
         Trainer(load_config(None, overrides)).fit()
-        model, _ = load_model(out_dir / "checkpoints" / "last.pt")
+        model = load_model(out_dir / "checkpoints" / "last.pt").model
         miou = 100 * evaluate(model, build_dataset("synthia", roots["synthia"], "val"), batch_size=8).miou
         scores[lr] = miou
         path.parent.mkdir(parents=True, exist_ok=True)

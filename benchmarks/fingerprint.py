@@ -96,7 +96,7 @@ def _strip(node: Any) -> Any:
 def fingerprint(work: Path) -> dict[str, Any]:
     roots = write_examples(work / "data", num_train=1, num_val=4)
     checkpoint = make_checkpoint(work / "tiny.pt")
-    model, _ = load_model(checkpoint)
+    model = load_model(checkpoint).model
     out: dict[str, Any] = {}
     for dataset_name in ("cityscapes", "bdd100k"):
         dataset = build_dataset(dataset_name, roots[dataset_name], "val")

@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, config = load_model(args.checkpoint)
+    model = load_model(args.checkpoint).model
     if model.memory is None:
         raise SystemExit(f"{args.checkpoint} has no memory module")
     datasets = {d: build_dataset(d, args.world / d, "val") for d in DOMAINS}

@@ -122,7 +122,8 @@ def evaluate_run(checkpoint: Path, roots: dict[str, Path], progress: bool) -> di
     from pinmem.evaluation.report import build_report
     from pinmem.training.checkpoint import load_model
 
-    model, config = load_model(checkpoint)
+    loaded = load_model(checkpoint)
+    model, config = loaded.model, loaded.config
     results = []
     for name in (*SOURCES, *TARGETS):
         dataset = build_dataset(name, roots[name], "val")  # the world's protocol (its synth.json)

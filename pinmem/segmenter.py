@@ -168,8 +168,9 @@ def load(checkpoint: str | Path, settings: InferenceSettings | None = None, **op
     names = InferenceSettings.field_names()
     settings = InferenceSettings.resolve(settings, {k: v for k, v in options.items() if k in names})
     device = resolve_device(settings.device or "cpu")
-    model, config = load_model(checkpoint, map_location=device)
-    return Segmenter(model, settings, config=config, **{k: v for k, v in options.items() if k not in names})
+    loaded = load_model(checkpoint, map_location=device)
+    rest = {k: v for k, v in options.items() if k not in names}
+    return Segmenter(loaded.model, settings, config=loaded.config, **rest)
 
 
 def upsample_argmax(scores: torch.Tensor, size: tuple[int, int], strip_pixels: int = STRIP_PIXELS) -> np.ndarray:

@@ -133,8 +133,8 @@ def test_a_checkpoint_with_the_old_name_of_u_still_loads(tmp_path, checkpoints):
     assert renamed, "the test checkpoint has no update network"
     data["model"] = {k.replace("memory.update_net.", "memory.update."): v for k, v in data["model"].items()}
     torch.save(data, tmp_path / "old.pt")
-    old, _ = load_model(tmp_path / "old.pt")
-    new, _ = load_model(checkpoints / "r18.pt")
+    old = load_model(tmp_path / "old.pt").model
+    new = load_model(checkpoints / "r18.pt").model
     assert list(old.state_dict()) == list(new.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values(), strict=True))
 

@@ -27,7 +27,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from pinmem.evaluation.paper import query_from_config
     from pinmem.evaluation.report import build_report, format_text, write_json, write_report_files
     from pinmem.runtime import resolve_device
-    from pinmem.training.checkpoint import load_checkpoint, load_model
+    from pinmem.training.checkpoint import load_model
 
     names, roots = args.dataset or [], args.root or []
     if not names or len(names) != len(roots):
@@ -35,8 +35,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = inference_settings(args)
     device = resolve_device(settings.device)
     datasets = [build_dataset(n, r, args.split) for n, r in zip(names, roots, strict=True)]  # fail before loading
-    model, config = load_model(args.checkpoint, map_location=device)
-    iteration = load_checkpoint(args.checkpoint).get("iteration")
+    loaded = load_model(args.checkpoint, map_location=device)  # the file is opened once
+    model, config, iteration = loaded.model, loaded.config, loaded.iteration
     results = []
     for name, dataset in zip(names, datasets, strict=True):
         res = evaluate(model, _limited(dataset, args.limit), settings, progress=not args.quiet,

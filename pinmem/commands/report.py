@@ -48,7 +48,8 @@ def _tsne(args: argparse.Namespace, out: Path) -> Path:
         raise ConfigError("--tsne needs --dataset NAME and --root DIR for the pixels to embed")
     device = resolve_device(args.device)
     dataset = build_dataset(args.dataset, args.root, args.split)
-    model, config = load_model(args.tsne, map_location=device)
+    loaded = load_model(args.tsne, map_location=device)
+    model, config = loaded.model, loaded.config
     sample = sample_features(model, dataset, args.images, args.per_class, args.seed, device)
     title = f"{config.method} on {args.dataset} ({len(sample.classes)} pixels" + (
         f", {len(sample.slots)} memory slots)" if sample.slots is not None else ")")

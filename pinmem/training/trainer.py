@@ -28,15 +28,15 @@ from tqdm import tqdm
 from pinmem.data import build_dataset, build_training_dataset
 from pinmem.data.sampling import BadBatch, SamplerConfig, build_train_loader
 from pinmem.data.transforms import TrainTransform
-from pinmem.engine.config import Config, load_config, model_kwargs, to_dict, to_yaml
+from pinmem.engine.config import Config, model_kwargs, to_dict, to_yaml
 from pinmem.engine.distributed import DistContext, convert_sync_batchnorm, init_distributed
 from pinmem.engine.method_specs import method_spec
-from pinmem.errors import ConfigError, PinmemError
+from pinmem.errors import ConfigError
 from pinmem.evaluation.evaluate import evaluate, merge_results
 from pinmem.methods import build_method
 from pinmem.models import build_model
 from pinmem.runtime import autocast
-from pinmem.training.checkpoint import load_checkpoint, save_checkpoint
+from pinmem.training.checkpoint import Resume, load_weights, save_checkpoint
 from pinmem.training.faults import (
     BadSampleError,
     SkipCounter,
@@ -53,7 +53,7 @@ from pinmem.training.logging import MetricLogger
 from pinmem.training.rng import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger("pinmem")
-__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "BadSampleError", "load_resume"]
+__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "BadSampleError"]
 
 
 def learning_rate(config: Config, iteration: int) -> float:
@@ -77,9 +77,11 @@ def disable_dropout(model: nn.Module) -> None:
 class Trainer:
     """Trains ``config.method`` on ``config.data.sources``; see the module docstring."""
 
-    def __init__(self, config: Config, checkpoint: dict[str, Any] | None = None,
-                 context: DistContext | None = None) -> None:
-        self.checkpoint = checkpoint
+    def __init__(self, config: Config, resume: Resume | None = None, context: DistContext | None = None) -> None:
+        """``resume``: the run to continue (:func:`~pinmem.training.checkpoint.open_resume`; its configuration is
+        ``config``), or None for a new run."""
+        self.resume = resume
+        self.checkpoint = resume.checkpoint if resume else None
         self.config = config
         self.context = context or init_distributed(config.train.device)
         if config.train.amp == "fp16" and (self.context.device.type != "cuda"
@@ -133,12 +135,8 @@ class Trainer:
                             memory_reduce=ctx.all_reduce if ctx.distributed else None)
         if not cfg.train.stochastic:
             disable_dropout(model)
-        if self.checkpoint:
-            try:
-                model.load_state_dict(self.checkpoint["model"])
-            except RuntimeError as err:
-                raise PinmemError(f"the checkpoint's weights do not fit the configured model: "
-                                  f"{str(err).splitlines()[0]}") from err
+        if self.resume:
+            load_weights(model, self.resume.checkpoint, self.resume.path, cfg)
         model = convert_sync_batchnorm(model.to(getattr(torch, cfg.train.dtype)), ctx).to(ctx.device)
         ctx.broadcast_module(model)
         if cfg.train.channels_last:  # the 4-D weights; the batches follow in to_device
@@ -359,16 +357,3 @@ class Trainer:
         set_rng_state(rng)
         return results
 
-
-def load_resume(config_file: str | None, overrides: list[str], resume: str | None) -> tuple[Config, dict[str, Any]]:
-    """For ``--resume [PATH]``: the checkpoint (``OUT/checkpoints/last.pt`` when no path is given, ``OUT`` from the
-    config file and overrides) and the run's config — the checkpoint's, with this command's overrides on top
-    (e.g. a larger ``train.iterations``)."""
-    if resume:
-        path = Path(resume)
-    else:
-        path = Path(load_config(config_file, overrides).train.out_dir) / "checkpoints" / "last.pt"
-    if not path.is_file():
-        raise PinmemError(f"no checkpoint to resume at {path}")
-    checkpoint = load_checkpoint(path)
-    return load_config(None, overrides, base=checkpoint["config"]), checkpoint
