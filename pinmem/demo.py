@@ -27,6 +27,7 @@ import numpy as np
 from pinmem.data import build_dataset
 from pinmem.data.labels import colorize
 from pinmem.data.transforms import EvalTransform
+from pinmem.evaluation.report import text_table
 
 log = logging.getLogger("pinmem")
 
@@ -153,12 +154,6 @@ def summary(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[st
     return header, rows, numbers
 
 
-def text_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
-    return "\n".join(fmt.format(*r) for r in [header, *rows])
-
-
 def save_examples(checkpoints: dict[str, Path], roots: dict[str, Path], out: Path, count: int) -> list[Path]:
     """For ``count`` val images of each target: image | ground truth | each method's prediction, one PNG."""
     import cv2
@@ -244,7 +239,7 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
     summary_file.write_text(json.dumps({**json.loads(summary_file.read_text()),
                                         "wall_s": {k: round(v, 1) for k, v in stages.items()}}, indent=2))
     header, rows, numbers = summary(reports)
-    print("\nmIoU (%), whole image, native size\n" + text_table(header, rows))
+    print("\nmIoU (%), whole image, native size\n" + text_table(header, rows))  # the one table printer
     print(f"\nwall time {sum(stages.values()):.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
           + ")")
     print(f"report: {folder / 'report.md'}")

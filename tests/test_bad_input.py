@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from eval_support import make_checkpoint, run_cli
 from PIL import Image, ImageOps
-from test_eval_support import make_checkpoint, run_cli
 
 import pinmem
 from pinmem.cli import main

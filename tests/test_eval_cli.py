@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from test_eval_support import make_checkpoint, run_cli
+from eval_support import make_checkpoint, run_cli
 
 import pinmem
 from pinmem.engine.config import load_config

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import optional_module
-from test_eval_support import make_checkpoint, run_cli
+from eval_support import make_checkpoint, run_cli
 
 from pinmem.export import export_onnx, export_torchscript
 from pinmem.training.checkpoint import load_model
