@@ -26,7 +26,7 @@ from torch import nn
 
 from pinmem.data.io import ImageTooLargeError, read_image, to_rgb_uint8
 from pinmem.data.labels import NUM_CLASSES
-from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+from pinmem.data.transforms import normalize
 from pinmem.errors import ConfigError, PinmemError
 from pinmem.evaluation.inference import InferenceSettings, infer
 from pinmem.runtime import model_device, resolve_device
@@ -143,11 +143,6 @@ class Segmenter:
         slots = self.run(image, keep_logits=False, memory=True).memory_slots
         assert slots is not None
         return slots
-
-    @property
-    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """The input normalisation (ImageNet mean/std of RGB in [0, 1])."""
-        return IMAGENET_MEAN, IMAGENET_STD
 
     @property
     def num_classes(self) -> int:
