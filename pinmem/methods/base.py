@@ -1,7 +1,8 @@
 """What every training method shares: one interface and the small pieces the meta-learning loops reuse.
 
 A method's :meth:`Method.step` computes one iteration's gradients into the parameters' ``.grad`` (this rank's
-share; the trainer averages them over ranks and takes the optimiser step) and returns its loss terms;
+share; the trainer averages them over ranks and takes the optimiser step) and returns its loss terms (what the
+gradients came from; quantities that are logged but part of no loss are :attr:`Method.diagnostics`);
 :meth:`Method.after_step` runs after the optimiser step (Pin the Memory commits its memory there). A method owns
 whatever it trains besides the parameters: :meth:`Method.before_training` prepares it (Pin the Memory initialises
 its memory from class means) and :meth:`Method.nonfinite_state` lets the trainer check it (the memory slots).
@@ -41,6 +42,8 @@ class Method(ABC):
         self.model, self.config, self.context = model, config, context
         self.normalizer = context.mean_count if context.distributed else None
         self.dtype = getattr(torch, config.train.dtype)
+        #: the last step's diagnostics (device tensors, unread): logged beside the losses, part of none of them
+        self.diagnostics: dict[str, Tensor] = {}
 
     @abstractmethod
     def step(self, batch: Batch, iteration: int, lr: float) -> dict[str, Tensor]:

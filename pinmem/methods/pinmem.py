@@ -82,7 +82,8 @@ def update_loss(memory_hat: Tensor, classifier: torch.nn.Module, lambda_div: flo
 
 @torch.no_grad()
 def memory_statistics(out: SegmentationOutput, memory: Tensor, temperature: float) -> dict[str, Tensor]:
-    """Logged beside the losses (docs/results.md): ``read_entropy``, the mean entropy (nats; log N = uniform) of
+    """The step's diagnostics (:attr:`~pinmem.methods.base.Method.diagnostics`), logged beside the losses
+    (docs/results.md): ``read_entropy``, the mean entropy (nats; log N = uniform) of
     the noise-free read softmax(s/τ) on the meta-train batch, and ``slot_cosine``, the mean cosine similarity
     between distinct memory slots."""
     assert out.cosine is not None
@@ -167,8 +168,8 @@ class PinTheMemory(Method):
         self.outer_gradient(theta, theta_prime, grads_mtr, l_read_mte, first_order)
         # 15: M* ← update(M, X_mtr; copy(θ*_{E,U})) is after_step, once the trainer has made θ*
         self._commit_batch = (x_mtr.detach(), y_mtr.detach())
-        return {"read_mtr": l_read_mtr.detach(), "update": l_update.detach(), "read_mte": l_read_mte.detach(),
-                **memory_statistics(out_mtr, M, memory.temperature)}
+        self.diagnostics = memory_statistics(out_mtr, M, memory.temperature)
+        return {"read_mtr": l_read_mtr.detach(), "update": l_update.detach(), "read_mte": l_read_mte.detach()}
 
     def step_without_meta_learning(self, batch: Batch) -> dict[str, Tensor]:
         """The ablation ``pinmem.meta_learning=false`` (the released ``train_memory_agg``): all sources in one
@@ -180,8 +181,8 @@ class PinTheMemory(Method):
         l_update = update_loss(out.memory_hat, self.model.memory.classifier, cfg.pinmem.lambda_div)
         (l_read + l_update).backward()
         self._commit_batch = (x.detach(), y.detach())
-        return {"read": l_read.detach(), "update": l_update.detach(),
-                **memory_statistics(out, self.model.memory.slots, self.model.memory.temperature)}
+        self.diagnostics = memory_statistics(out, self.model.memory.slots, self.model.memory.temperature)
+        return {"read": l_read.detach(), "update": l_update.detach()}
 
     def memory_for_meta_test(self, theta_prime: Params, x_mtr: Tensor, y_mtr: Tensor, M: Tensor) -> Tensor:
         """M' = update(M, X_mtr; copy(θ'_E), θ'_U) (Algorithm 1, line 11).

@@ -214,7 +214,8 @@ class Trainer:
                 iteration += 1
                 bar.update(1)
                 if iteration % cfg.train.log_every == 0 or iteration == total:
-                    scalars = loss_values(losses)  # the only read of the losses: every log_every iterations
+                    # the only read of the losses (and the method's diagnostics): every log_every iterations
+                    scalars = loss_values({**losses, **self.method.diagnostics})
                     scalars["lr"] = self.optimizer.param_groups[0]["lr"]
                     if cfg.data.on_bad_sample == "skip":
                         scalars["skipped_samples"] = self.skips.total(self.context)
