@@ -46,8 +46,6 @@ METHOD_SPECS: dict[str, MethodSpec] = {
     "pinmem": MethodSpec(meta=True, memory=True),
 }
 METHOD_NAMES: tuple[str, ...] = tuple(METHOD_SPECS)
-#: the methods with an inner gradient step (meta-learning): ``meta.*`` applies to them
-META_METHODS: tuple[str, ...] = tuple(name for name, spec in METHOD_SPECS.items() if spec.meta)
 
 
 def method_spec(name: str) -> MethodSpec:
