@@ -192,7 +192,7 @@ def test_a_method_may_return_floats(data_root, tmp_path):
 def test_bf16_autocast_covers_the_step_and_the_commit_and_the_class_sums_stay_float32(data_root, tmp_path):
     trainer = make_trainer(data_root, tmp_path, "method=pinmem", "train.amp=bf16")
     memory = trainer.model.memory
-    original = memory.class_sums
+    original = memory.update_sums
     writes = []
 
     def class_sums(feature, labels):
@@ -200,7 +200,7 @@ def test_bf16_autocast_covers_the_step_and_the_commit_and_the_class_sums_stay_fl
         writes.append((autocast_enabled_on_cpu(), sums.dtype, counts.dtype))
         return sums, counts
 
-    memory.class_sums = class_sums
+    memory.update_sums = class_sums
     trainer.train_step(first_batch(trainer), 0)
     # M̂ (the meta-train forward), M' (meta-test) and M* (the commit, in after_step): all under autocast,
     # their class sums in float32
