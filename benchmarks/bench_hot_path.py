@@ -1,5 +1,5 @@
 """Time per training iteration of the trainer's GPU options (README "GPU options"): defaults, ``train.channels_last``,
-``train.compile``, ``train.amp=bf16``, each through :meth:`pinmem.engine.trainer.Trainer.train_step` (the batch copy,
+``train.compile``, ``train.amp=bf16``, each through :meth:`pinmem.training.trainer.Trainer.train_step` (the batch copy,
 the method's step under autocast, the finiteness check, the SGD step and the commit) on the same batch.
 
 The variants are built side by side from the built-in example scenes (written once into a temporary folder),
@@ -36,7 +36,7 @@ from measurement import finish_record, start_record  # noqa: E402
 from pinmem.data.examples import write_examples  # noqa: E402
 from pinmem.data.sampling import build_train_loader  # noqa: E402
 from pinmem.engine.config import load_config  # noqa: E402
-from pinmem.engine.trainer import Trainer  # noqa: E402
+from pinmem.training.trainer import Trainer  # noqa: E402
 
 VARIANTS = {
     "defaults": [],
@@ -54,7 +54,7 @@ def build(variant: str, root: Path, out: Path, args: argparse.Namespace) -> Trai
                  "pinmem.init_images=4", "train.progress=false", f"train.device={args.device}",
                  f"train.out_dir={out / variant}", *VARIANTS[variant]]
     trainer = Trainer(load_config(None, overrides))
-    trainer.initialise_memory()
+    trainer.before_training()
     return trainer
 
 

@@ -40,7 +40,7 @@ import torch
 from measurement import git_commit, machine_info
 from street_report import is_clean, report, report_budget
 
-from pinmem.engine.config_checks import METHODS  # every method of the registry, in its order
+from pinmem.engine.method_specs import METHOD_NAMES as METHODS  # every method, in the registry order
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("gtav", "synthia")
@@ -217,10 +217,10 @@ def checkpoint_every(budget: Budget) -> int:
 def evaluate_checkpoint(checkpoint: Path, roots: dict[str, Path], eval_overrides: tuple[str, ...],
                         device: str = "cpu") -> dict[str, Any]:
     from pinmem.data import build_dataset
-    from pinmem.engine.checkpoint import load_model
     from pinmem.evaluation.evaluate import evaluate
+    from pinmem.training.checkpoint import load_model
 
-    model, _ = load_model(checkpoint)
+    model = load_model(checkpoint).model
     for item in eval_overrides:
         if item == "model.gumbel_at_eval=true" and model.memory is not None:
             model.memory.gumbel_eval = True
@@ -247,21 +247,21 @@ def run_one(budget: Budget, run: Run, results: Path, work: Path, argv: list[str]
             reproduce: bool = False) -> dict[str, Any]:
     """Train (or resume, or reuse the finished checkpoint of) ``run``, evaluate it, write its result file;
     ``reproduce``: train anew in ``work/reproduce`` (never reuse a checkpoint of the run being checked)."""
-    from pinmem.engine.checkpoint import load_checkpoint
     from pinmem.engine.config import load_config
-    from pinmem.engine.trainer import Trainer
+    from pinmem.training.checkpoint import open_resume
+    from pinmem.training.trainer import Trainer
 
     roots = world_roots(budget, work / "world", results.parent / "world")
     out_dir = work / ("reproduce" if reproduce else "") / budget.name / run.train_key
     checkpoint = out_dir / "checkpoints" / "last.pt"
     start = time.time()
-    config = load_config(None, train_overrides(budget, Run(run.method, run.variant if run.train_key == run.key
-                                                               else "main", run.seed), work / "world", out_dir))
+    overrides = train_overrides(budget, Run(run.method, run.variant if run.train_key == run.key else "main",
+                                            run.seed), work / "world", out_dir)
     trained_here, resumed_from = False, None
     if not _finished(checkpoint, budget.iterations):
-        state = load_checkpoint(checkpoint) if checkpoint.is_file() else None  # an interrupted long run
-        resumed_from = int(state["iteration"]) if state else None
-        Trainer(config, checkpoint=state).fit()
+        resume = open_resume(None, overrides, checkpoint) if checkpoint.is_file() else None  # an interrupted run
+        resumed_from = int(resume.checkpoint["iteration"]) if resume else None
+        Trainer(resume.config if resume else load_config(None, overrides), resume).fit()
         trained_here = True
     train_s = time.time() - start
     scores = evaluate_checkpoint(checkpoint, roots, run.spec.eval_overrides, budget.device)
@@ -319,7 +319,7 @@ def settle(path: Path, result: dict[str, Any]) -> dict[str, Any]:
 def _finished(checkpoint: Path, iterations: int) -> bool:
     if not checkpoint.is_file():
         return False
-    from pinmem.engine.checkpoint import load_checkpoint
+    from pinmem.training.checkpoint import load_checkpoint
 
     return int(load_checkpoint(checkpoint)["iteration"]) >= iterations
 
@@ -328,10 +328,10 @@ def _finished(checkpoint: Path, iterations: int) -> bool:
 def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]) -> dict[str, Any]:
     """Leave-one-domain-out on the sources: ERM trained on gtav only, scored on synthia's val split."""
     from pinmem.data import build_dataset
-    from pinmem.engine.checkpoint import load_model
     from pinmem.engine.config import load_config
-    from pinmem.engine.trainer import Trainer
     from pinmem.evaluation.evaluate import evaluate
+    from pinmem.training.checkpoint import load_model
+    from pinmem.training.trainer import Trainer
 
     roots = world_roots(budget, work / "world", results / "world")
     scores = {}
@@ -346,7 +346,7 @@ def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]
         overrides += ["data.sources=[gtav]", f"train.lr={lr}", f"train.batch_per_domain={2 * budget.batch_per_domain}"]
         start = time.time()
         Trainer(load_config(None, overrides)).fit()
-        model, _ = load_model(out_dir / "checkpoints" / "last.pt")
+        model = load_model(out_dir / "checkpoints" / "last.pt").model
         miou = 100 * evaluate(model, build_dataset("synthia", roots["synthia"], "val"), batch_size=8).miou
         scores[lr] = miou
         path.parent.mkdir(parents=True, exist_ok=True)

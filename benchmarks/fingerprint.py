@@ -43,10 +43,10 @@ from pinmem.cli import main as cli_main  # noqa: E402
 from pinmem.data import build_dataset  # noqa: E402
 from pinmem.data.examples import write_examples  # noqa: E402
 from pinmem.data.transforms import normalize  # noqa: E402
-from pinmem.engine.checkpoint import load_model, save_checkpoint  # noqa: E402
 from pinmem.engine.config import load_config, model_kwargs, to_dict  # noqa: E402
 from pinmem.evaluation import evaluate, infer  # noqa: E402
 from pinmem.models import build_model  # noqa: E402
+from pinmem.training.checkpoint import load_model, save_checkpoint  # noqa: E402
 
 #: evaluate() settings fingerprinted (keyword arguments)
 EVAL_SETTINGS: dict[str, dict[str, Any]] = {
@@ -96,7 +96,7 @@ def _strip(node: Any) -> Any:
 def fingerprint(work: Path) -> dict[str, Any]:
     roots = write_examples(work / "data", num_train=1, num_val=4)
     checkpoint = make_checkpoint(work / "tiny.pt")
-    model, _ = load_model(checkpoint)
+    model = load_model(checkpoint).model
     out: dict[str, Any] = {}
     for dataset_name in ("cityscapes", "bdd100k"):
         dataset = build_dataset(dataset_name, roots[dataset_name], "val")
@@ -139,7 +139,7 @@ def fingerprint(work: Path) -> dict[str, Any]:
     return out
 
 
-#: state-dict names renamed between versions (pinmem.engine.checkpoint.RENAMED_PREFIXES), written out here so that
+#: state-dict names renamed between versions (pinmem.training.checkpoint.RENAMED_PREFIXES), written out here so that
 #: the script compares the weights of code from before a rename with code from after it
 RENAMED_PREFIXES = {"memory.update.": "memory.update_net."}
 
@@ -153,7 +153,7 @@ def renamed(key: str) -> str:
 
 def training_fingerprint(work: Path) -> dict[str, Any]:
     """Two iterations of erm and pinmem, AMP none and bf16: the weights and the final validation's matrix."""
-    from pinmem.engine.trainer import Trainer
+    from pinmem.training.trainer import Trainer
 
     roots = write_examples(work / "train_data", num_train=4, num_val=2, size=(96, 64))
     root = roots["gtav"].parent

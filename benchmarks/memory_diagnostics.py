@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from pinmem.data import build_dataset
 from pinmem.data.labels import colorize
-from pinmem.engine.checkpoint import load_model
 from pinmem.evaluation.metrics import ConfusionMatrix
+from pinmem.training.checkpoint import load_model
 
 DOMAINS = ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary")
 
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, config = load_model(args.checkpoint)
+    model = load_model(args.checkpoint).model
     if model.memory is None:
         raise SystemExit(f"{args.checkpoint} has no memory module")
     datasets = {d: build_dataset(d, args.world / d, "val") for d in DOMAINS}

@@ -14,9 +14,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from pinmem.engine.method_specs import METHOD_NAMES as METHODS  # every method of the registry, in its order
+
 SOURCES = ("gtav", "synthia")
 TARGETS = ("cityscapes", "bdd100k", "mapillary")
-METHODS = ("erm", "ibn", "isw", "mldg", "pinmem")
 log = logging.getLogger("dg_street")
 
 PAPER_DELTAS = {  # Table 1 (G+S, R50 DeepLabV3+): each row minus the same paper's Baseline, C / B / M

@@ -27,6 +27,7 @@ import numpy as np
 from pinmem.data import build_dataset
 from pinmem.data.labels import colorize
 from pinmem.data.transforms import EvalTransform
+from pinmem.evaluation.report import text_table
 
 log = logging.getLogger("pinmem")
 
@@ -101,9 +102,9 @@ def make_world(settings: DemoSettings) -> dict[str, Path]:
 
 def train(settings: DemoSettings, method: str) -> Path:
     """Train one method, or reuse a finished run with the same configuration; returns its checkpoint."""
-    from pinmem.engine.checkpoint import load_checkpoint
     from pinmem.engine.config import load_config, to_dict
-    from pinmem.engine.trainer import Trainer
+    from pinmem.training.checkpoint import load_checkpoint
+    from pinmem.training.trainer import Trainer
 
     config = load_config(None, demo_overrides(settings, method))
     checkpoint = Path(config.train.out_dir) / "checkpoints" / "last.pt"
@@ -118,11 +119,12 @@ def train(settings: DemoSettings, method: str) -> Path:
 
 def evaluate_run(checkpoint: Path, roots: dict[str, Path], progress: bool) -> dict[str, Any]:
     """The report of one checkpoint on the sources' and targets' val splits (whole image, native size)."""
-    from pinmem.engine.checkpoint import load_model
     from pinmem.evaluation.evaluate import evaluate
     from pinmem.evaluation.report import build_report
+    from pinmem.training.checkpoint import load_model
 
-    model, config = load_model(checkpoint)
+    loaded = load_model(checkpoint)
+    model, config = loaded.model, loaded.config
     results = []
     for name in (*SOURCES, *TARGETS):
         dataset = build_dataset(name, roots[name], "val")  # the world's protocol (its synth.json)
@@ -150,12 +152,6 @@ def summary(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[st
         rows.append([method, *(f"{v:.1f}" for v in src), f"{np.mean(src):.1f}", *(f"{v:.1f}" for v in tgt),
                      f"{np.mean(tgt):.1f}", f"{numbers[method]['gap']:.1f}"])
     return header, rows, numbers
-
-
-def text_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
-    return "\n".join(fmt.format(*r) for r in [header, *rows])
 
 
 def save_examples(checkpoints: dict[str, Path], roots: dict[str, Path], out: Path, count: int) -> list[Path]:
@@ -243,7 +239,7 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
     summary_file.write_text(json.dumps({**json.loads(summary_file.read_text()),
                                         "wall_s": {k: round(v, 1) for k, v in stages.items()}}, indent=2))
     header, rows, numbers = summary(reports)
-    print("\nmIoU (%), whole image, native size\n" + text_table(header, rows))
+    print("\nmIoU (%), whole image, native size\n" + text_table(header, rows))  # the one table printer
     print(f"\nwall time {sum(stages.values()):.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
           + ")")
     print(f"report: {folder / 'report.md'}")

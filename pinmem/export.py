@@ -30,6 +30,7 @@ import json
 import logging
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,11 +39,13 @@ from torch import Tensor, nn
 from pinmem.data.classes import class_set_from
 from pinmem.data.labels import CLASSES
 from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from pinmem.engine.checkpoint import load_model
 from pinmem.errors import PinmemError
+from pinmem.training.checkpoint import load_model
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("auto", "dynamo", "legacy")
+#: the largest |exported − PyTorch| logit difference :func:`verify_export` accepts
+VERIFY_TOLERANCE = 1e-3
 log = logging.getLogger(__name__)
 
 
@@ -200,14 +203,66 @@ def export_torchscript(model: nn.Module, path: str | Path, height: int = 512, wi
     return path
 
 
+@dataclass
+class ExportCheck:
+    """The exported file run (onnxruntime or ``torch.jit``) against the PyTorch model on one random input of
+    ``height``×``width``: the largest absolute difference of their logits."""
+
+    max_abs_diff: float
+    height: int
+    width: int
+    tolerance: float = VERIFY_TOLERANCE
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+
+def verify_export(path: str | Path, fmt: str, model: nn.Module, height: int, width: int) -> ExportCheck:
+    """Run the exported file at ``path`` and ``model`` on the same input (best another size than the example the
+    export was traced at, to check that the sizes are dynamic) and compare their logits."""
+    import numpy as np
+
+    x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = LogitsModel(model).eval()(x).numpy()
+    if fmt == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ExportError("verifying an ONNX export needs onnxruntime: pip install onnxruntime") from err
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    else:
+        with torch.no_grad():
+            out = torch.jit.load(str(path))(x).numpy()
+    return ExportCheck(float(np.abs(out - ref).max()), height, width)
+
+
+@dataclass
+class Exported:
+    """What :func:`export_checkpoint` wrote, and its check when one was asked for."""
+
+    path: Path
+    #: the names of the output channels, in order
+    classes: tuple[str, ...]
+    check: ExportCheck | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
 def export_checkpoint(
     checkpoint: str | Path, out: str | Path, fmt: str = "onnx", height: int = 512, width: int = 1024,
-    opset: int | None = None, exporter: str = "auto",
-) -> Path:
-    """Load a checkpoint (weights-only) and export it (the entry point of ``pinmem export``)."""
+    opset: int | None = None, exporter: str = "auto", verify_at: tuple[int, int] | None = None,
+) -> Exported:
+    """Load a checkpoint (weights-only, one read) and export it (the entry point of ``pinmem export``);
+    ``verify_at`` = (height, width): then run the file against the model at that size (:func:`verify_export`)."""
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    model, config = load_model(checkpoint, map_location="cpu")
+    loaded = load_model(checkpoint, map_location="cpu")
+    model, config = loaded.model, loaded.config
     names = class_set_from(config.model.classes, config.model.palette, config.model.num_classes).names
     if fmt == "onnx":
         if importlib.util.find_spec("onnx") is None and importlib.util.find_spec("onnxscript") is None:
@@ -215,5 +270,8 @@ def export_checkpoint(
         meta = {"pinmem.method": config.method, "pinmem.arch": config.model.arch,
                 "pinmem.backbone": config.model.backbone, "pinmem.checkpoint": Path(checkpoint).name,
                 "classes": json.dumps(list(names)), "output": f"logits Bx{len(names)}xHxW"}
-        return export_onnx(model, out, height, width, opset, exporter, meta)
-    return export_torchscript(model, out, height, width, names)
+        path = export_onnx(model, out, height, width, opset, exporter, meta)
+    else:
+        path = export_torchscript(model, out, height, width, names)
+    check = None if verify_at is None else verify_export(path, fmt, model, *verify_at)
+    return Exported(path, tuple(names), check)

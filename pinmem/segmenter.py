@@ -7,7 +7,7 @@
 >>> seg = pinmem.load(path, mode="slide", flip=True, device="cuda", amp="bf16")   # InferenceSettings' fields
 
 Only the checkpoint is needed: its configuration is stored inside it, so no config file, dataset or CLI is
-involved. Checkpoints are read with ``torch.load(weights_only=True)``; see :mod:`pinmem.engine.checkpoint`.
+involved. Checkpoints are read with ``torch.load(weights_only=True)``; see :mod:`pinmem.training.checkpoint`.
 How the logits are computed (mode, flip, windows, batch size, target BN, autocast, device) is one
 :class:`~pinmem.evaluation.inference.InferenceSettings`, shared with ``evaluate`` and the command line.
 """
@@ -27,11 +27,11 @@ from torch import nn
 from pinmem.data.classes import ClassSet, class_set_from
 from pinmem.data.io import ImageTooLargeError, read_image, to_rgb_uint8
 from pinmem.data.labels import NUM_CLASSES
-from pinmem.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
-from pinmem.engine.checkpoint import load_model
+from pinmem.data.transforms import normalize
 from pinmem.errors import ConfigError, PinmemError
 from pinmem.evaluation.inference import InferenceSettings, infer
 from pinmem.runtime import model_device, resolve_device
+from pinmem.training.checkpoint import load_model
 
 #: the default largest input (pixels) :class:`Segmenter` accepts: 100 megapixels, e.g. 12000×8000
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -146,11 +146,6 @@ class Segmenter:
         return slots
 
     @property
-    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """The input normalisation (ImageNet mean/std of RGB in [0, 1])."""
-        return IMAGENET_MEAN, IMAGENET_STD
-
-    @property
     def num_classes(self) -> int:
         return int(getattr(self.model, "num_classes", NUM_CLASSES))
 
@@ -176,8 +171,9 @@ def load(checkpoint: str | Path, settings: InferenceSettings | None = None, **op
     names = InferenceSettings.field_names()
     settings = InferenceSettings.resolve(settings, {k: v for k, v in options.items() if k in names})
     device = resolve_device(settings.device or "cpu")
-    model, config = load_model(checkpoint, map_location=device)
-    return Segmenter(model, settings, config=config, **{k: v for k, v in options.items() if k not in names})
+    loaded = load_model(checkpoint, map_location=device)
+    rest = {k: v for k, v in options.items() if k not in names}
+    return Segmenter(loaded.model, settings, config=loaded.config, **rest)
 
 
 def upsample_argmax(scores: torch.Tensor, size: tuple[int, int], strip_pixels: int = STRIP_PIXELS) -> np.ndarray:

@@ -29,8 +29,8 @@ import torch.distributed as dist
 from pinmem.data.sampling import build_train_loader
 from pinmem.engine.config import Config, load_config
 from pinmem.engine.distributed import DistContext, init_distributed, shutdown
-from pinmem.engine.trainer import Trainer
 from pinmem.models import memory_ops
+from pinmem.training.trainer import Trainer
 
 ITERATIONS = 3
 METHODS = ("erm", "mldg", "pinmem")
@@ -86,8 +86,8 @@ def equality(data_root: str, out: Path, crop: int, methods: tuple[str, ...]) -> 
         one = Trainer(config(method, data_root, out / f"{method}-one-{rank}", 2, crop, False), context=DistContext())
         two = Trainer(config(method, data_root, out / f"{method}-two", 1, crop, False))
         assert two.context.world_size == 2 and one.context.world_size == 1
-        one.initialise_memory()
-        two.initialise_memory()
+        one.before_training()
+        two.before_training()
         row: dict[str, Any] = {"init": largest_difference(one.model.state_dict(), two.model.state_dict()),
                                "state": [], "momentum": [], "replicas_identical": []}
         one_batches, two_batches = batches(one), batches(two)
@@ -124,7 +124,7 @@ def noise(data_root: str, out: Path, crop: int) -> dict[str, Any]:
     hook = trainer.model.aux_head.dropout.register_forward_hook(record_dropout)
     try:
         result: dict[str, Any] = {"identical_before": replicas_identical(ctx, trainer.model)}
-        trainer.initialise_memory()
+        trainer.before_training()
         trainer.train_step(next(batches(trainer)), 0)
     finally:
         memory_ops.gumbel_noise = draw_gumbel

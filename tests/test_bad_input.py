@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from eval_support import make_checkpoint, run_cli
 from PIL import Image, ImageOps
-from test_eval_support import make_checkpoint, run_cli
 
 import pinmem
 from pinmem.cli import main
@@ -126,15 +126,15 @@ def test_a_checkpoint_of_a_newer_format_says_so(tmp_path, checkpoints, write_dat
 
 def test_a_checkpoint_with_the_old_name_of_u_still_loads(tmp_path, checkpoints):
     """Checkpoints written before U was renamed (``memory.update.*`` → ``memory.update_net.*``) load unchanged."""
-    from pinmem.engine.checkpoint import load_model
+    from pinmem.training.checkpoint import load_model
 
     data = torch.load(checkpoints / "r18.pt", weights_only=True)
     renamed = [k for k in data["model"] if k.startswith("memory.update_net.")]
     assert renamed, "the test checkpoint has no update network"
     data["model"] = {k.replace("memory.update_net.", "memory.update."): v for k, v in data["model"].items()}
     torch.save(data, tmp_path / "old.pt")
-    old, _ = load_model(tmp_path / "old.pt")
-    new, _ = load_model(checkpoints / "r18.pt")
+    old = load_model(tmp_path / "old.pt").model
+    new = load_model(checkpoints / "r18.pt").model
     assert list(old.state_dict()) == list(new.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values(), strict=True))
 

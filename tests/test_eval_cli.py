@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from test_eval_support import make_checkpoint, run_cli
+from eval_support import make_checkpoint, run_cli
 
 import pinmem
 from pinmem.engine.config import load_config
@@ -127,3 +127,19 @@ def test_truncated_and_foreign_checkpoints(tmp_path, setup):
                      ["export", str(path), "--out", str(tmp_path / "m.onnx")]):
             code, _, err = run_cli(argv)
             assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+
+
+def test_eval_opens_the_checkpoint_file_once(setup, monkeypatch):
+    """Model, configuration and iteration come from one read of the file (``load_model``)."""
+    ckpt, roots = setup
+    opened, real_load = [], torch.load
+
+    def counting_load(f, *args, **kwargs):
+        opened.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    code, out, err = run_cli(["eval", str(ckpt), "--dataset", "cityscapes", "--root", str(roots["cityscapes"]),
+                              "--workers", "0", "--quiet", "--device", "cpu"])
+    assert code == 0, err
+    assert opened.count(str(ckpt)) == 1, opened

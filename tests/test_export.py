@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import optional_module
-from test_eval_support import make_checkpoint, run_cli
+from eval_support import make_checkpoint, run_cli
 
-from pinmem.engine.checkpoint import load_model
 from pinmem.export import export_onnx, export_torchscript
+from pinmem.training.checkpoint import load_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
 
@@ -18,7 +18,7 @@ def checkpoint(tmp_path_factory):
 
 
 def _reference(checkpoint, x):
-    model, _ = load_model(checkpoint)
+    model = load_model(checkpoint).model
     with torch.no_grad():
         return model(torch.from_numpy(x)).logits.numpy()
 
@@ -53,20 +53,20 @@ def test_onnx_cli_default_exporter_with_verify(tmp_path, checkpoint):
     assert meta["pinmem.method"] == "pinmem" and "0.485" in meta["mean"]
     assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim] == ["batch", "", "height", "width"]
     assert len(model.graph.input) == 1  # the memory is not an input: it is stored in the graph
-    slots = load_model(checkpoint)[0].memory.slots.numpy()
+    slots = load_model(checkpoint).model.memory.slots.numpy()
     stored = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer]
     assert any(a.shape == slots.shape and np.allclose(a, slots) for a in stored)
 
 
 def test_onnx_legacy_exporter(tmp_path, checkpoint):
     optional_module("onnxruntime", "pip install pinmem[export]")
-    model, _ = load_model(checkpoint)
+    model = load_model(checkpoint).model
     path = export_onnx(model, tmp_path / "legacy.onnx", height=64, width=80, exporter="legacy")
     _onnx_parity(path, checkpoint)
 
 
 def test_torchscript_reload_gives_the_same_logits(tmp_path, checkpoint):
-    model, _ = load_model(checkpoint)
+    model = load_model(checkpoint).model
     path = export_torchscript(model, tmp_path / "model.ts", height=64, width=80)
     loaded = torch.jit.load(str(path))
     rng = np.random.default_rng(1)
@@ -79,7 +79,7 @@ def test_torchscript_reload_gives_the_same_logits(tmp_path, checkpoint):
 
 def test_export_with_gumbel_checkpoint_is_deterministic(tmp_path):
     ckpt = make_checkpoint(tmp_path / "gumbel.pt", overrides=("model.gumbel_at_eval=true",))
-    model, _ = load_model(ckpt)
+    model = load_model(ckpt).model
     assert model.memory.gumbel_eval
     path = export_torchscript(model, tmp_path / "g.ts", height=32, width=32)
     assert model.memory.gumbel_eval  # restored after the export

@@ -15,13 +15,13 @@ from conftest import benchmark_script
 
 from pinmem.data.examples import write_examples
 from pinmem.data.sampling import build_train_loader
-from pinmem.engine import hot_path
-from pinmem.engine import trainer as trainer_module
 from pinmem.engine.config import load_config
 from pinmem.engine.config_checks import compile_checked_with_meta_learning
 from pinmem.engine.distributed import DistContext
-from pinmem.engine.trainer import Trainer, TrainingDiverged
 from pinmem.errors import ConfigError
+from pinmem.training import hot_path
+from pinmem.training import trainer as trainer_module
+from pinmem.training.trainer import Trainer, TrainingDiverged
 
 
 def autocast_enabled_on_cpu() -> bool:
@@ -44,7 +44,7 @@ def make_trainer(root, tmp_path, *extra: str) -> Trainer:
                  "train.batch_per_domain=2", "data.num_workers=0", "pinmem.init_images=4", "train.progress=false",
                  "data.epoch_length=16", "train.stochastic=false", f"train.out_dir={tmp_path}", *extra]
     trainer = Trainer(load_config(None, overrides))
-    trainer.initialise_memory()
+    trainer.before_training()
     return trainer
 
 
@@ -192,7 +192,7 @@ def test_a_method_may_return_floats(data_root, tmp_path):
 def test_bf16_autocast_covers_the_step_and_the_commit_and_the_class_sums_stay_float32(data_root, tmp_path):
     trainer = make_trainer(data_root, tmp_path, "method=pinmem", "train.amp=bf16")
     memory = trainer.model.memory
-    original = memory.class_sums
+    original = memory.update_sums
     writes = []
 
     def class_sums(feature, labels):
@@ -200,7 +200,7 @@ def test_bf16_autocast_covers_the_step_and_the_commit_and_the_class_sums_stay_fl
         writes.append((autocast_enabled_on_cpu(), sums.dtype, counts.dtype))
         return sums, counts
 
-    memory.class_sums = class_sums
+    memory.update_sums = class_sums
     trainer.train_step(first_batch(trainer), 0)
     # M̂ (the meta-train forward), M' (meta-test) and M* (the commit, in after_step): all under autocast,
     # their class sums in float32

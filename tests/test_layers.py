@@ -5,15 +5,17 @@ Bottom-up, a module may import from its own layer and the layers below it, never
 0. ``pinmem.errors``, ``pinmem.runtime`` (errors; the device and autocast helpers)
 1. ``pinmem.data``, ``pinmem.models`` (datasets and networks; neither knows about training)
 2. ``pinmem.evaluation``, ``pinmem.synth`` (metrics and inference on a model; the procedural world)
-3. ``pinmem.engine.config`` (with its ``config_checks``), ``pinmem.engine.distributed`` (what a method is configured
-   with and runs in)
+3. ``pinmem.engine`` (what a method is configured with and runs in: the configuration, the distributed context)
 4. ``pinmem.methods`` (ERM, ISW, MLDG, Pin the Memory)
-5. ``pinmem.engine.checkpoint``, ``pinmem.engine.faults``, ``pinmem.engine.hot_path``, ``pinmem.engine.logging``,
-   ``pinmem.engine.rng``, ``pinmem.engine.trainer`` (training, its files and its faults)
-6. ``pinmem.segmenter``, ``pinmem.export`` (a checkpoint in, predictions or an exported graph out)
+5. ``pinmem.training`` (the trainer, checkpoints, faults, the hot path, logs, RNG states)
+6. ``pinmem.segmenter``, ``pinmem.predict``, ``pinmem.export`` (a checkpoint in, predictions or an exported graph
+   out)
 7. ``pinmem`` (the package's facade, ``pinmem.load``), ``pinmem.cli``, ``pinmem.commands``, ``pinmem.demo``
 
-Every module found under ``pinmem/`` must be placed here; there is no exception list.
+Each entry is a sub-package (all its modules are in that one layer) or a module directly in ``pinmem/``; the root
+package ``pinmem`` holds every layer, so its entry names its ``__init__`` (the facade) alone. Every module found
+under ``pinmem/`` must be placed here; there is no exception list. Besides the layers: no two packages (sub-packages
+and top-level modules) import each other, and no two modules do, counting imports under ``TYPE_CHECKING`` too.
 """
 
 from __future__ import annotations
@@ -22,20 +24,18 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pinmem"
+ROOT = "pinmem"
 
 LAYERS: list[tuple[str, ...]] = [
     ("pinmem.errors", "pinmem.runtime"),
     ("pinmem.data", "pinmem.models"),
     ("pinmem.evaluation", "pinmem.synth"),
-    ("pinmem.engine", "pinmem.engine.config", "pinmem.engine.config_checks", "pinmem.engine.distributed"),
+    ("pinmem.engine",),
     ("pinmem.methods",),
-    ("pinmem.engine.checkpoint", "pinmem.engine.faults", "pinmem.engine.hot_path", "pinmem.engine.logging",
-     "pinmem.engine.rng", "pinmem.engine.trainer"),
-    ("pinmem.segmenter", "pinmem.export"),
+    ("pinmem.training",),
+    ("pinmem.segmenter", "pinmem.predict", "pinmem.export"),
     ("pinmem", "pinmem.__main__", "pinmem.cli", "pinmem.commands", "pinmem.demo"),
 ]
-#: packages whose modules sit in different layers: the name places the package's ``__init__`` only
-SPLIT = {"pinmem", "pinmem.engine"}
 
 
 def module_name(path: Path) -> str:
@@ -48,15 +48,18 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+def unit(module: str) -> str:
+    """The sub-package or top-level module holding ``module`` (``pinmem.training.trainer`` → ``pinmem.training``);
+    ``pinmem`` for the facade."""
+    return ".".join(module.split(".")[:2])
+
+
 def layer_of(module: str) -> int | None:
-    """The layer of the longest entry of :data:`LAYERS` naming ``module`` or a package containing it."""
-    best, best_len = None, -1
+    """The layer of the entry of :data:`LAYERS` naming ``module``'s sub-package or top-level module."""
     for index, names in enumerate(LAYERS):
-        for name in names:
-            covers = module == name or (name not in SPLIT and module.startswith(name + "."))
-            if covers and len(name) > best_len:
-                best, best_len = index, len(name)
-    return best
+        if unit(module) in names:
+            return index
+    return None
 
 
 def _target(module: str, name: str | None) -> str:
@@ -119,7 +122,7 @@ def test_every_module_has_a_layer():
 
 def test_the_walk_sees_module_level_lazy_and_typing_imports():
     assert ("pinmem.errors", 7, "eager") in [(t, n, k) for t, n, k in imports("pinmem") if k == "eager"]
-    assert any(t == "pinmem.engine.trainer" and k == "lazy" for t, _, k in imports("pinmem.commands.train"))
+    assert any(t == "pinmem.training.trainer" and k == "lazy" for t, _, k in imports("pinmem.commands.train"))
     assert any(t == "pinmem.segmenter" and k == "typing" for t, _, k in imports("pinmem"))
     assert ("pinmem.engine.config", "eager") in [(t, k) for t, _, k in imports("pinmem.methods.base")]
 
@@ -149,3 +152,45 @@ def test_a_package_init_pulls_in_nothing_above_its_lowest_module():
             if kind == "eager" and layer_of(target) > lowest:
                 offending.append(f"{path}:{line} imports {target} (layer {layer_of(target)} > {lowest})")
     assert not offending, "\n".join(offending)
+
+
+def test_every_entry_is_one_whole_package_or_top_level_module():
+    """No package spans two layers: an entry is a sub-package of ``pinmem`` or a module directly in it."""
+    names = [name for names in LAYERS for name in names]
+    assert len(names) == len(set(names))
+    assert all(name == ROOT or (name.count(".") == 1 and name in MODULES) for name in names), names
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Pairs (a, b) with a path a → b and b → a (reachability over ``edges``)."""
+    reach: dict[str, set[str]] = {}
+    for start in edges:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in edges.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        reach[start] = seen
+    return sorted((a, b) for a in reach for b in reach[a] if a < b and a in reach.get(b, ()))
+
+
+def test_no_package_level_cycle():
+    """Sub-packages and top-level modules import each other in one direction only (every import counts)."""
+    edges: dict[str, set[str]] = {}
+    for importer in MODULES:
+        for target, _, _ in imports(importer):
+            if unit(target) != unit(importer):
+                edges.setdefault(unit(importer), set()).add(unit(target))
+    assert not _cycles(edges), f"packages importing each other: {_cycles(edges)}"
+
+
+
+def test_no_module_level_cycle():
+    """No two modules import each other, not even one of them only under ``TYPE_CHECKING``."""
+    edges: dict[str, set[str]] = {}
+    for importer in MODULES:
+        for target, _, _ in imports(importer):
+            if target != importer and MODULES[target].name != "__init__.py":
+                edges.setdefault(importer, set()).add(target)
+    assert not _cycles(edges), f"modules importing each other: {_cycles(edges)}"

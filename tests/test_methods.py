@@ -7,11 +7,11 @@ import torch.nn.functional as F
 
 from pinmem.engine.config import load_config, model_kwargs
 from pinmem.engine.distributed import DistContext
-from pinmem.engine.trainer import disable_dropout
 from pinmem.methods import build_method
 from pinmem.methods.base import forward_with, gradients, inner_lr, inner_step, split_domains
 from pinmem.methods.pinmem import read_loss, update_loss
 from pinmem.models import build_model
+from pinmem.training.trainer import disable_dropout
 
 SEED = 304
 

@@ -19,9 +19,9 @@ from test_eval_support import run_cli
 from pinmem.cli import main
 from pinmem.data import build_dataset, build_training_dataset
 from pinmem.data.base import no_transform
-from pinmem.engine.checkpoint import load_checkpoint
 from pinmem.engine.config import load_config
 from pinmem.errors import ConfigError, CorruptFileError, DatasetLayoutError
+from pinmem.training.checkpoint import load_checkpoint
 
 NAMES = ["flat", "construction", "object", "nature", "sky", "human", "vehicle"]
 PALETTE = [[128, 64, 128], [70, 70, 70], [153, 153, 153], [107, 142, 35], [70, 130, 180], [220, 20, 60], [0, 0, 142]]

@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 import pytest
-from test_eval_support import make_checkpoint, run_cli
+from eval_support import make_checkpoint, run_cli
 
 import pinmem
 from pinmem.data.labels import PALETTE

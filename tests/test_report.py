@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import optional_module
-from test_eval_support import make_checkpoint, run_cli
+from eval_support import make_checkpoint, run_cli
 
 from pinmem.engine.config import load_config
 from pinmem.evaluation.evaluate import EvalResult

@@ -42,14 +42,14 @@ def test_device_resolution():
 
 def test_config_choices_come_from_the_registries():
     from pinmem.engine import config
-    from pinmem.methods import METHODS
+    from pinmem.methods import METHOD_CLASSES
     from pinmem.models import ARCHS, BACKBONES
 
     assert config.CHOICES["model.arch"] is ARCHS and config.CHOICES["model.backbone"] is BACKBONES
     assert config.CHOICES["train.amp"] is AMP_MODES
-    # the method registry sits above the configuration in the layers (tests/test_layers.py), so the config keeps
-    # the names and this test keeps the two equal
-    assert config.CHOICES["method"] == config.METHODS == tuple(METHODS)
+    # the method classes sit above the configuration in the layers (tests/test_layers.py), so the config reads
+    # the names from the method specs and this test keeps the two equal
+    assert config.CHOICES["method"] == config.METHOD_NAMES == tuple(METHOD_CLASSES)
 
 
 def test_command_line_options_are_built_from_the_settings():

@@ -8,8 +8,8 @@ import yaml
 
 from pinmem.data.examples import write_examples
 from pinmem.engine.config import from_dict, load_config, to_dict
-from pinmem.engine.trainer import Trainer
 from pinmem.errors import ConfigError
+from pinmem.training.trainer import Trainer
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

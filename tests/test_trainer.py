@@ -12,9 +12,9 @@ import torch
 from pinmem.cli import main
 from pinmem.data.examples import write_examples
 from pinmem.data.sampling import build_train_loader
-from pinmem.engine.checkpoint import load_checkpoint
 from pinmem.engine.config import load_config
-from pinmem.engine.trainer import Trainer, TrainingDiverged
+from pinmem.training.checkpoint import load_checkpoint
+from pinmem.training.trainer import Trainer, TrainingDiverged
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks on two cores: one thread each
 
@@ -41,7 +41,7 @@ def test_every_method_lowers_the_loss(method, data_root, tmp_path):
     cfg = load_config(None, base(data_root, f"method={method}", f"train.out_dir={tmp_path}", "isw.start_epoch=0",
                                  "isw.trials=1", "isw.images_per_trial=2"))
     trainer = Trainer(cfg)
-    trainer.initialise_memory()
+    trainer.before_training()
     batch = next(iter(build_train_loader(trainer.sources, trainer.sampler_config)))
     first = trainer.train_step(batch, 0)
     for i in range(1, 8):
@@ -121,7 +121,7 @@ def test_training_logs_and_final_validation(data_root, tmp_path, capsys):
                             if not b.startswith("data.targets")], "data.targets=[cityscapes]"])
     assert code == 0
     assert "cityscapes   val mIoU" in capsys.readouterr().out
-    from pinmem.engine.logging import read_log
+    from pinmem.training.logging import read_log
 
     records = read_log(out / "log.jsonl")
     assert [r["iteration"] for r in records if r["kind"] == "train"] == [1, 2, 3]

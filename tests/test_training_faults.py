@@ -23,13 +23,13 @@ from pinmem.data.examples import write_examples
 from pinmem.data.io import write_png
 from pinmem.data.sampling import BadBatch, MultiDomainBatchSampler, MultiDomainDataset, SamplerConfig, SampleRef
 from pinmem.data.transforms import TrainTransform
-from pinmem.engine import checkpoint as checkpoint_module
-from pinmem.engine.checkpoint import CheckpointWriteError, load_checkpoint, save_checkpoint
 from pinmem.engine.config import load_config
-from pinmem.engine.faults import EXIT_PREEMPTED, BadSampleError, TrainingDiverged, TrainingInterrupted
-from pinmem.engine.logging import read_log
-from pinmem.engine.trainer import Trainer
 from pinmem.errors import PinmemError
+from pinmem.training import checkpoint as checkpoint_module
+from pinmem.training.checkpoint import CheckpointWriteError, load_checkpoint, save_checkpoint
+from pinmem.training.faults import EXIT_PREEMPTED, BadSampleError, TrainingDiverged, TrainingInterrupted
+from pinmem.training.logging import read_log
+from pinmem.training.trainer import Trainer
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -65,7 +65,7 @@ def assert_same_training_state(a_path, b_path):
 DRIVER = r"""
 import sys, time
 from pathlib import Path
-from pinmem.engine.trainer import Trainer
+from pinmem.training.trainer import Trainer
 
 marker, original = Path(sys.argv[1]), Trainer.train_step
 
@@ -325,6 +325,6 @@ def test_memory_initialisation_is_one_pass_over_a_small_dataset(data_root, tmp_p
 
     memory.init_accumulate = counted
     with caplog.at_level(logging.INFO, logger="pinmem"):
-        trainer.initialise_memory()
+        trainer.before_training()
     assert sum(images) == 2 * 6  # one pass over each source's 6 images
     assert "memory initialised from 6 images per domain" in caplog.text

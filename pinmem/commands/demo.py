@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pinmem.engine.config import METHODS
+from pinmem.engine.config import METHOD_NAMES
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
                     "print the comparison and write a report folder.",
     )
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    demo.add_argument("--methods", nargs="+", default=["erm", "pinmem"], choices=METHODS)
+    demo.add_argument("--methods", nargs="+", default=["erm", "pinmem"], choices=METHOD_NAMES)
     demo.add_argument("--iterations", type=int, default=None, help="training iterations per method (default 150)")
     demo.add_argument("--crop", type=int, default=None, help="training crop size (default 160)")
     demo.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05)")

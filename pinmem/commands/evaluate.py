@@ -39,11 +39,11 @@ def require_same_classes(checkpoint: str, config: Any, names: list[str], dataset
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from pinmem.data import build_dataset
-    from pinmem.engine.checkpoint import load_checkpoint, load_model
     from pinmem.evaluation.evaluate import evaluate
     from pinmem.evaluation.paper import query_from_config
     from pinmem.evaluation.report import build_report, format_text, write_json, write_report_files
     from pinmem.runtime import resolve_device
+    from pinmem.training.checkpoint import load_model
 
     names, roots = args.dataset or [], args.root or []
     if not names or len(names) != len(roots):
@@ -51,10 +51,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = inference_settings(args)
     device = resolve_device(settings.device)
     datasets = [build_dataset(n, r, args.split) for n, r in zip(names, roots, strict=True)]  # fail before loading
-    model, config = load_model(args.checkpoint, map_location=device)
+    loaded = load_model(args.checkpoint, map_location=device)  # the file is opened once
+    model, config, iteration = loaded.model, loaded.config, loaded.iteration
     classes = require_same_classes(args.checkpoint, config, names, datasets)
     print(f"classes ({len(classes)}): {', '.join(classes.names)}")
-    iteration = load_checkpoint(args.checkpoint).get("iteration")
     results = []
     for name, dataset in zip(names, datasets, strict=True):
         res = evaluate(model, _limited(dataset, args.limit), settings, progress=not args.quiet,

@@ -1,54 +1,29 @@
-"""``pinmem export``: a checkpoint to ONNX or TorchScript (:mod:`pinmem.export`), optionally verified."""
+"""``pinmem export``: a checkpoint to ONNX or TorchScript, optionally verified (both in :mod:`pinmem.export`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from pinmem.commands.options import positive_int
-from pinmem.errors import PinmemError
-
-
-def _verify(path: Path, fmt: str, checkpoint: str, height: int, width: int) -> float:
-    import numpy as np
-    import torch
-
-    from pinmem.engine.checkpoint import load_model
-
-    model, _ = load_model(checkpoint)
-    x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        ref = model(x).logits.numpy()
-    if fmt == "onnx":
-        try:
-            import onnxruntime as ort
-        except ImportError as err:
-            raise PinmemError("--verify for ONNX needs onnxruntime: pip install onnxruntime") from err
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    else:
-        with torch.no_grad():
-            out = torch.jit.load(str(path))(x).numpy()
-    return float(np.abs(out - ref).max())
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pinmem.engine.checkpoint import load_model
     from pinmem.export import export_checkpoint
 
-    _, config = load_model(args.checkpoint)  # a clear error for a bad checkpoint before anything is written
-    path = export_checkpoint(args.checkpoint, args.out, args.format, args.height, args.width, args.opset,
-                             args.exporter)
-    print(f"wrote {path} ({args.format}): input 'image' float32 Bx3xHxW normalised RGB "
-          f"((rgb/255 - mean)/std, ImageNet mean/std), output 'logits' Bx{config.model.num_classes}xHxW; "
+    verify_at = (args.height + 7, args.width - 5) if args.verify else None  # not the traced size
+    exported = export_checkpoint(args.checkpoint, args.out, args.format, args.height, args.width, args.opset,
+                                 args.exporter, verify_at=verify_at)
+    print(f"wrote {exported.path} ({args.format}): input 'image' float32 Bx3xHxW normalised RGB "
+          f"((rgb/255 - mean)/std, ImageNet mean/std), output 'logits' Bx{exported.num_classes}xHxW; "
           "memory stored as a constant")
-    if args.verify:
-        diff = _verify(path, args.format, args.checkpoint, args.height + 7, args.width - 5)
-        print(f"verify: max |exported - PyTorch| logits = {diff:.3g} at {args.height + 7}x{args.width - 5}")
-        if diff > 1e-3:
-            print("pinmem: the exported model disagrees with PyTorch by more than 1e-3", file=sys.stderr)
+    check = exported.check
+    if check is not None:
+        print(f"verify: max |exported - PyTorch| logits = {check.max_abs_diff:.3g} at {check.height}x{check.width}")
+        if not check.ok:
+            print(f"pinmem: the exported model disagrees with PyTorch by more than {check.tolerance:g}",
+                  file=sys.stderr)
             return 1
     return 0
 

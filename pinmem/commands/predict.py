@@ -9,16 +9,23 @@ from typing import Any
 from pinmem.commands.options import add_inference_options, inference_settings
 
 
+def _error_line(line: str) -> None:
+    print(f"pinmem: error: {line}", file=sys.stderr)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pinmem.evaluation.predict import predict_files
+    from pinmem.errors import PinmemError
+    from pinmem.predict import predict_files
     from pinmem.segmenter import DEFAULT_MAX_PIXELS, load
 
     max_side = args.max_side or None
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
     segmenter = load(args.checkpoint, inference_settings(args), max_side=max_side, max_pixels=max_pixels)
     print(f"classes ({segmenter.num_classes}): {', '.join(segmenter.classes.names)}")
+    if args.memory_map and not segmenter.has_memory:
+        raise PinmemError("--memory-map needs a model with a memory module (method pinmem); this one has none")
     summary = predict_files(segmenter, args.inputs, args.out, memory=args.memory_map, recursive=args.recursive,
-                            alpha=args.alpha, progress=not args.quiet)
+                            alpha=args.alpha, progress=not args.quiet, report=_error_line)
     print(f"wrote {len(summary.outputs)} files for {summary.written} images to {args.out}")
     if summary.failed:
         print(f"pinmem: {len(summary.failed)} input(s) could not be processed (listed above)", file=sys.stderr)

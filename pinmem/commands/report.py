@@ -40,15 +40,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _tsne(args: argparse.Namespace, out: Path) -> Path:
     from pinmem.data import build_dataset
-    from pinmem.engine.checkpoint import load_model
     from pinmem.evaluation.tsne import plot_tsne, sample_features
     from pinmem.runtime import resolve_device
+    from pinmem.training.checkpoint import load_model
 
     if not args.dataset or not args.root:
         raise ConfigError("--tsne needs --dataset NAME and --root DIR for the pixels to embed")
     device = resolve_device(args.device)
     dataset = build_dataset(args.dataset, args.root, args.split)
-    model, config = load_model(args.tsne, map_location=device)
+    loaded = load_model(args.tsne, map_location=device)
+    model, config = loaded.model, loaded.config
     sample = sample_features(model, dataset, args.images, args.per_class, args.seed, device)
     title = f"{config.method} on {args.dataset} ({len(sample.classes)} pixels" + (
         f", {len(sample.slots)} memory slots)" if sample.slots is not None else ")")

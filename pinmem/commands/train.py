@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pinmem.engine.config import METHODS
+from pinmem.engine.config import METHOD_NAMES
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -14,7 +14,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pinmem.engine.config import load_config
-    from pinmem.engine.trainer import Trainer, load_resume
+    from pinmem.training.checkpoint import open_resume
+    from pinmem.training.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     overrides = list(args.overrides)
@@ -22,19 +23,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if resume and "=" in resume and not Path(resume).exists():  # `--resume key=value`: no path was given
         overrides.insert(0, resume)
         resume = ""
-    if resume is not None:
-        from pinmem.engine.checkpoint import check_resume
-
-        config, checkpoint = load_resume(args.config, overrides, resume or None)
-        # before the trainer writes anything: weights that do not fit the configured model are a clear message
-        check_resume(config, checkpoint, resume or Path(config.train.out_dir) / "checkpoints" / "last.pt")
-    else:
-        config, checkpoint = load_config(args.config, overrides), None
+    # before the trainer writes anything: weights that do not fit the configured model are a clear message
+    run = open_resume(args.config, overrides, resume or None) if resume is not None else None
+    config = run.config if run else load_config(args.config, overrides)
     from pinmem.engine.distributed import shutdown
-    from pinmem.engine.faults import TrainingInterrupted
+    from pinmem.training.faults import TrainingInterrupted
 
     try:
-        results = Trainer(config, checkpoint).fit()
+        results = Trainer(config, run).fit()
     except TrainingInterrupted as stopped:  # SIGTERM/SIGUSR1/Ctrl-C: last.pt written, a status of its own
         print(f"pinmem: {stopped}", file=sys.stderr)
         return stopped.exit_code
@@ -48,7 +44,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``train`` to an ``argparse`` sub-parsers object."""
     train = subparsers.add_parser(
-        "train", help=f"train a model ({', '.join(METHODS)})",
+        "train", help=f"train a model ({', '.join(METHOD_NAMES)})",
         description="Train with the typed defaults, a YAML config and key=value overrides; "
                     "`torchrun --nproc_per_node N -m pinmem train ...` for several processes. SIGTERM, SIGUSR1 or "
                     "Ctrl-C stop after the current iteration with last.pt written and exit status 75 (continue "

@@ -86,13 +86,6 @@ SYNTHIA_ID_TO_TRAINID: dict[int, int] = {
     1: 10, 2: 2, 3: 0, 4: 1, 5: 4, 6: 8, 7: 5, 8: 13, 9: 7, 10: 11, 11: 18, 12: 17, 15: 6, 16: 9, 17: 12,
     18: 14, 19: 15, 20: 16, 21: 3,
 }
-#: SYNTHIA class names by id (0..22), for writers and reports.
-SYNTHIA_NAMES: tuple[str, ...] = (
-    "void", "sky", "building", "road", "sidewalk", "fence", "vegetation", "pole", "car", "traffic sign",
-    "pedestrian", "bicycle", "motorcycle", "parking slot", "road work", "traffic light", "terrain", "rider",
-    "truck", "bus", "train", "wall", "lane marking",
-)
-
 #: The 66 Mapillary Vistas v1.2 label names, in id order (as in the release's ``config.json``).
 MAPILLARY_V12_NAMES: tuple[str, ...] = (
     "animal--bird", "animal--ground-animal", "construction--barrier--curb", "construction--barrier--fence",

@@ -1,7 +1,7 @@
-"""Training machinery, in two layers (see ``tests/test_layers.py``).
+"""What a training method is configured with and runs in (below :mod:`pinmem.methods`; ``tests/test_layers.py``).
 
-Below :mod:`pinmem.methods`: :mod:`~pinmem.engine.config` (the typed configuration) and
-:mod:`~pinmem.engine.distributed` (:class:`~pinmem.engine.distributed.DistContext`), which the methods use.
-Above it: :mod:`~pinmem.engine.checkpoint`, :mod:`~pinmem.engine.logging` and :mod:`~pinmem.engine.trainer`,
-which use the methods. This file imports nothing, so importing the lower modules never runs the upper ones.
+:mod:`~pinmem.engine.config` (the typed configuration, with its value checks in
+:mod:`~pinmem.engine.config_checks`) and :mod:`~pinmem.engine.distributed`
+(:class:`~pinmem.engine.distributed.DistContext`). The training loop, its checkpoints and its faults, which use the
+methods, are :mod:`pinmem.training`. This file imports nothing.
 """

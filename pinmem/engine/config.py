@@ -25,12 +25,13 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from pinmem.engine.config_checks import CHOICES, META_METHODS, METHODS, normalise, show, validate
+from pinmem.engine.config_checks import CHOICES, normalise, show, validate
+from pinmem.engine.method_specs import METHOD_NAMES, method_spec
 from pinmem.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHOICES", "METHODS", "Config", "load_config", "model_kwargs", "to_dict", "to_yaml", "from_dict",
+__all__ = ["CHOICES", "METHOD_NAMES", "Config", "load_config", "model_kwargs", "to_dict", "to_yaml", "from_dict",
            "validate"]
 
 
@@ -179,13 +180,13 @@ class Config:
 
     @property
     def uses_memory(self) -> bool:
-        return self.method == "pinmem" if self.model.memory is None else self.model.memory
+        return method_spec(self.method).memory if self.model.memory is None else self.model.memory
 
     @property
     def norm(self) -> str:
         if self.model.norm is not None:
             return self.model.norm
-        return {"ibn": "ibn", "isw": "isw"}.get(self.method, "bn")
+        return method_spec(self.method).norm
 
 
 def model_kwargs(config: Config, load_backbone: bool = True) -> dict[str, Any]:
@@ -298,7 +299,7 @@ def _migrate_override(item: str) -> tuple[str, bool]:
 
 def _apply_legacy(config: Config, legacy_true: bool) -> None:
     """The old key applied to MLDG and Pin the Memory only; for another method it changed nothing."""
-    if legacy_true and config.method not in META_METHODS and config.data.strong_jitter == "first_source":
+    if legacy_true and not method_spec(config.method).meta and config.data.strong_jitter == "first_source":
         config.data.strong_jitter = "none"
 
 

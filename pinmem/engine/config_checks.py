@@ -1,7 +1,9 @@
 """The value checks of the training configuration (:func:`pinmem.engine.config.load_config` calls them).
 
 :func:`normalise` maps the spellings users write to valid values; :func:`validate` makes the checks the type
-system does not make. Each error is one line naming the key, the value and what is valid.
+system does not make. Each error is one line naming the key, the value and what is valid. The import runs one
+way: :mod:`pinmem.engine.config` imports this module, which reads a configuration by its keys and does not import
+the :class:`~pinmem.engine.config.Config` class (``config: Any`` below is one).
 """
 
 from __future__ import annotations
@@ -9,25 +11,20 @@ from __future__ import annotations
 import difflib
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pinmem.engine.method_specs import METHOD_NAMES, method_spec
 from pinmem.errors import ConfigError
 from pinmem.models.factory import ARCHS, BACKBONES
+from pinmem.models.norms import NORM_KINDS
 from pinmem.runtime import AMP_MODES, resolve_device
 
-if TYPE_CHECKING:
-    from pinmem.engine.config import Config
-
-METHODS = ("erm", "ibn", "isw", "mldg", "pinmem")
-#: the methods with an inner gradient step (meta-learning): ``meta.*`` applies to them
-META_METHODS = ("mldg", "pinmem")
-
 CHOICES: dict[str, tuple[Any, ...]] = {
-    "method": METHODS,
+    "method": METHOD_NAMES,
     "model.arch": ARCHS,
     "model.backbone": BACKBONES,
     "model.output_stride": (None, 8, 16),
-    "model.norm": (None, "bn", "ibn", "isw"),
+    "model.norm": (None, *NORM_KINDS),
     "data.on_bad_sample": ("stop", "skip"),
     "data.strong_jitter": ("none", "first_source", "all_sources"),
     "train.schedule": ("exp", "poly"),
@@ -50,20 +47,20 @@ def show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def normalise(config: Config) -> None:
+def normalise(config: Any) -> None:
     """Spellings users write for a valid value: ``train.amp`` false/off -> none, true/on -> bf16, any case."""
     amp = str(config.train.amp).strip().lower()
     config.train.amp = AMP_ALIASES.get(amp, amp)
 
 
-def _get(config: Config, dotted: str) -> Any:
+def _get(config: Any, dotted: str) -> Any:
     value: Any = config
     for part in dotted.split("."):
         value = getattr(value, part)
     return value
 
 
-def validate(config: Config) -> None:
+def validate(config: Any) -> None:
     """Value checks the type system does not make; each error is one line naming the key, the value and what is
     valid."""
     for key, allowed in CHOICES.items():
@@ -92,14 +89,15 @@ def validate(config: Config) -> None:
         raise ConfigError(f"train.out_dir={str(out)!r} is a file, not a folder")
     if not config.data.sources:
         raise ConfigError("data.sources is empty: give at least one source dataset")
-    if config.method in META_METHODS and len(config.data.sources) < 2 and config.train.batch_per_domain < 2:
+    meta = method_spec(config.method).meta
+    if meta and len(config.data.sources) < 2 and config.train.batch_per_domain < 2:
         raise ConfigError(f"method {config.method} with a single source splits each batch into meta-train and "
                           "meta-test halves: train.batch_per_domain must be at least 2")
     if config.train.amp == "fp16" and config.train.device == "cpu":
         raise ConfigError("train.amp=fp16 needs a GPU; use bf16 on CPU")
-    if config.method == "isw" and config.norm != "isw":
+    if config.method == "isw" and config.norm != "isw":  # ISW's loss reads the instance-whitened features
         raise ConfigError("method isw needs model.norm=isw (or leave model.norm unset)")
-    if config.train.compile and config.method in META_METHODS and not config.meta.first_order:
+    if config.train.compile and meta and not config.meta.first_order:
         # measured (torch 2.13): the second backward through a compiled graph raises inside autograd.grad
         # ("compiled with non-empty donated buffers which requires create_graph=False"); AOTAutograd has no
         # double backward, so there is nothing to fall back to once the step has begun
@@ -107,7 +105,7 @@ def validate(config: Config) -> None:
                           "meta.first_order=false: the second-order update differentiates through the inner "
                           "gradient (double backward), which torch.compile's graphs do not support; use "
                           "meta.first_order=true or train.compile=false")
-    if config.train.compile and config.method in META_METHODS and not compile_checked_with_meta_learning():
+    if config.train.compile and meta and not compile_checked_with_meta_learning():
         import torch
 
         # measured: on torch 2.3.0 the compiled encoder under functional_call gave MLDG a meta-test loss 1.6 %
@@ -130,7 +128,7 @@ def compile_checked_with_meta_learning() -> bool:
     return tuple(int(p) for p in release[:2] if p.isdigit()) >= COMPILE_WITH_META_LEARNING_FROM
 
 
-def _validate_datasets(config: Config) -> None:
+def _validate_datasets(config: Any) -> None:
     from pinmem.data import DATASETS, is_folder_dataset
 
     named = [(key, name) for key in ("data.sources", "data.targets") for name in _get(config, key)]

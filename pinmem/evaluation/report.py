@@ -221,19 +221,24 @@ def header_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], rule_before: Sequence[int] = ()) -> str:
+    """The terminal table: fixed-width columns, the first (the row names) left-aligned and the others right-aligned,
+    a rule under the header and before each row index in ``rule_before``."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = [f"{{:<{widths[0]}}}", *(f"{{:>{w}}}" for w in widths[1:])]
+    rule = "  ".join("-" * w for w in widths)
+    lines = ["  ".join(f.format(h) for f, h in zip(fmt, header, strict=True)), rule]
+    for k, row in enumerate(rows):
+        if k in rule_before:
+            lines.append(rule)
+        lines.append("  ".join(f.format(v) for f, v in zip(fmt, row, strict=True)))
+    return "\n".join(lines)
+
+
 def format_text(report: dict[str, Any]) -> str:
     """The terminal table (fixed-width columns) with its header lines."""
     header, rows = table_rows(report)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = [f"{{:<{widths[0]}}}", *(f"{{:>{w}}}" for w in widths[1:])]
-    lines = header_lines(report) + [""]
-    lines.append("  ".join(f.format(h) for f, h in zip(fmt, header, strict=True)))
-    lines.append("  ".join("-" * w for w in widths))
-    for k, row in enumerate(rows):
-        if k == len(report_classes(report)):
-            lines.append("  ".join("-" * w for w in widths))
-        lines.append("  ".join(f.format(v) for f, v in zip(fmt, row, strict=True)))
-    return "\n".join(lines)
+    return "\n".join([*header_lines(report), "", text_table(header, rows, rule_before=(len(report_classes(report)),))])
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -1,14 +1,17 @@
 """What every training method shares: one interface and the small pieces the meta-learning loops reuse.
 
 A method's :meth:`Method.step` computes one iteration's gradients into the parameters' ``.grad`` (this rank's
-share; the trainer averages them over ranks and takes the optimiser step) and returns its loss terms;
-:meth:`Method.after_step` runs after the optimiser step (Pin the Memory commits its memory there).
+share; the trainer averages them over ranks and takes the optimiser step) and returns its loss terms (what the
+gradients came from; quantities that are logged but part of no loss are :attr:`Method.diagnostics`);
+:meth:`Method.after_step` runs after the optimiser step (Pin the Memory commits its memory there). A method owns
+whatever it trains besides the parameters: :meth:`Method.before_training` prepares it (Pin the Memory initialises
+its memory from class means) and :meth:`Method.nonfinite_state` lets the trainer check it (the memory slots).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -24,6 +27,10 @@ from pinmem.models.losses import segmentation_loss
 #: one iteration's data: domain -> {"image": B×3×H×W, "label": B×H×W, "index": B}
 Batch = Mapping[str, Mapping[str, Tensor]]
 Params = dict[str, Tensor]
+#: what the trainer lends :meth:`Method.before_training`: ``batches(iterations, seed, what)`` yields
+#: ``iterations`` batches of the sources' training data (this rank's share, drawn with ``seed``) on the training
+#: device; a bad sample or a stop request ends the pass with an error that names ``what``
+DataPass = Callable[[int, int, str], Iterable[Batch]]
 
 
 class Method(ABC):
@@ -35,6 +42,8 @@ class Method(ABC):
         self.model, self.config, self.context = model, config, context
         self.normalizer = context.mean_count if context.distributed else None
         self.dtype = getattr(torch, config.train.dtype)
+        #: the last step's diagnostics (device tensors, unread): logged beside the losses, part of none of them
+        self.diagnostics: dict[str, Tensor] = {}
 
     @abstractmethod
     def step(self, batch: Batch, iteration: int, lr: float) -> dict[str, Tensor]:
@@ -43,6 +52,20 @@ class Method(ABC):
     def attach_data(self, datasets: Sequence[Any], iterations_per_epoch: int) -> None:  # noqa: B027 (a hook)
         """Called once by the trainer with the source training sets and the iterations per epoch, for a method
         that reads data beyond its batches (ISW's covariance stage); most methods ignore it."""
+
+    def before_training(self, batches: DataPass) -> None:  # noqa: B027 (a hook; most methods need none)
+        """Called once before the first iteration of a run that starts from scratch (not on resume: the checkpoint
+        holds what it prepared), with the training data to pass over (Pin the Memory's memory initialisation)."""
+
+    def nonfinite_state(self) -> Tensor | None:
+        """What the method trains besides the parameters, checked by the trainer with each step's finiteness check
+        and before each checkpoint: a bool vector on the training device, True for each unit of that state holding
+        NaN or infinity, built without a host-device sync; None for a method without such state."""
+        return None
+
+    def describe_state(self, bad: Sequence[int]) -> str:
+        """The units ``bad`` of :meth:`nonfinite_state`, in words, for the error that stops training."""
+        return f"state entries {', '.join(map(str, bad))} of method {self.name}"
 
     def before_step(self, iteration: int) -> None:  # noqa: B027 (a hook; most methods need none)
         """Called before :meth:`step` (ISW's covariance stage starts here)."""

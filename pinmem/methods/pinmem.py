@@ -34,13 +34,20 @@ the meta-test loss does not use, steps along its meta-train gradient (Algorithm 
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor
 
+from pinmem.data.labels import CLASSES
 from pinmem.engine.config import Config
 from pinmem.engine.distributed import DistContext
 from pinmem.methods.base import (
     Batch,
+    DataPass,
     Method,
     Params,
     add_first_order_gradients,
@@ -55,6 +62,9 @@ from pinmem.methods.base import (
 )
 from pinmem.models.base import SegmentationModel, SegmentationOutput
 from pinmem.models.losses import Normalizer, cohesion_loss, divergence_loss, segmentation_loss
+from pinmem.runtime import autocast
+
+log = logging.getLogger("pinmem")
 
 
 def read_loss(out: SegmentationOutput, labels: Tensor, lambda_coh: float, normalizer: Normalizer | None,
@@ -72,7 +82,8 @@ def update_loss(memory_hat: Tensor, classifier: torch.nn.Module, lambda_div: flo
 
 @torch.no_grad()
 def memory_statistics(out: SegmentationOutput, memory: Tensor, temperature: float) -> dict[str, Tensor]:
-    """Logged beside the losses (docs/results.md): ``read_entropy``, the mean entropy (nats; log N = uniform) of
+    """The step's diagnostics (:attr:`~pinmem.methods.base.Method.diagnostics`), logged beside the losses
+    (docs/results.md): ``read_entropy``, the mean entropy (nats; log N = uniform) of
     the noise-free read softmax(s/τ) on the meta-train batch, and ``slot_cosine``, the mean cosine similarity
     between distinct memory slots."""
     assert out.cosine is not None
@@ -92,7 +103,40 @@ class PinTheMemory(Method):
         if model.memory is None:
             raise ValueError("method pinmem needs a model built with memory=True")
         self._commit_batch: tuple[Tensor, Tensor] | None = None
+        self.largest_source = 0
 
+    # ------------------------------------------------------------------ the memory's life outside the step
+    def attach_data(self, datasets: Sequence[Any], iterations_per_epoch: int) -> None:
+        self.largest_source = max((len(dataset) for dataset in datasets), default=0)
+
+    def before_training(self, batches: DataPass) -> None:
+        """docs/method.md §3: M from the class means of the L2-normalised F over the sources' training data (eval
+        mode, no grad): one pass over the largest source's training set, at most ``pinmem.init_images`` images per
+        domain over all ranks; per-class sums all-reduced before the mean."""
+        cfg, ctx, memory = self.config, self.context, self.model.memory
+        per_iteration = cfg.train.batch_per_domain * ctx.world_size
+        largest = self.largest_source
+        iterations = max(1, math.ceil(min(cfg.pinmem.init_images, largest) / per_iteration))
+        with eval_mode(self.model), torch.no_grad():
+            for batch in batches(iterations, cfg.train.seed + 1, "memory initialisation"):
+                for part in batch.values():
+                    with autocast(cfg.train.amp, ctx.device):
+                        feature = self.model.encode(part["image"])
+                    memory.init_accumulate(feature, part["label"])  # float32, or float64 when training in float64
+            counts = memory.init_finalize(reduce=ctx.sum_ if ctx.distributed else None)
+        seen = int((counts > 0).sum())
+        log.info("memory initialised from %d images per domain (one pass over the largest source's %d training "
+                 "images, pinmem.init_images=%d at most): %d of %d classes seen",
+                 iterations * per_iteration, largest, cfg.pinmem.init_images, seen, len(counts))
+
+    def nonfinite_state(self) -> Tensor:
+        """The memory slots (rows of M) holding NaN or infinity."""
+        return ~torch.isfinite(self.model.memory.slots).all(dim=1)
+
+    def describe_state(self, bad: Sequence[int]) -> str:
+        return f"memory slot(s) {slot_names(bad, len(self.model.memory.slots))} of Pin the Memory"
+
+    # ------------------------------------------------------------------ Algorithm 1
     def step(self, batch: Batch, iteration: int, lr: float) -> dict[str, Tensor]:
         if not self.config.pinmem.meta_learning:
             return self.step_without_meta_learning(batch)
@@ -124,8 +168,8 @@ class PinTheMemory(Method):
         self.outer_gradient(theta, theta_prime, grads_mtr, l_read_mte, first_order)
         # 15: M* ← update(M, X_mtr; copy(θ*_{E,U})) is after_step, once the trainer has made θ*
         self._commit_batch = (x_mtr.detach(), y_mtr.detach())
-        return {"read_mtr": l_read_mtr.detach(), "update": l_update.detach(), "read_mte": l_read_mte.detach(),
-                **memory_statistics(out_mtr, M, memory.temperature)}
+        self.diagnostics = memory_statistics(out_mtr, M, memory.temperature)
+        return {"read_mtr": l_read_mtr.detach(), "update": l_update.detach(), "read_mte": l_read_mte.detach()}
 
     def step_without_meta_learning(self, batch: Batch) -> dict[str, Tensor]:
         """The ablation ``pinmem.meta_learning=false`` (the released ``train_memory_agg``): all sources in one
@@ -137,8 +181,8 @@ class PinTheMemory(Method):
         l_update = update_loss(out.memory_hat, self.model.memory.classifier, cfg.pinmem.lambda_div)
         (l_read + l_update).backward()
         self._commit_batch = (x.detach(), y.detach())
-        return {"read": l_read.detach(), "update": l_update.detach(),
-                **memory_statistics(out, self.model.memory.slots, self.model.memory.temperature)}
+        self.diagnostics = memory_statistics(out, self.model.memory.slots, self.model.memory.temperature)
+        return {"read": l_read.detach(), "update": l_update.detach()}
 
     def memory_for_meta_test(self, theta_prime: Params, x_mtr: Tensor, y_mtr: Tensor, M: Tensor) -> Tensor:
         """M' = update(M, X_mtr; copy(θ'_E), θ'_U) (Algorithm 1, line 11).
@@ -186,3 +230,9 @@ class PinTheMemory(Method):
             M_star = self.model.memory.write(self.model.encode(x_mtr), y_mtr)
         self.model.memory.commit(M_star)
         self._commit_batch = None
+
+
+def slot_names(slots: Sequence[int], num_slots: int) -> str:
+    """``"3 (wall), 7 (traffic sign)"``: memory slots with their classes (the Cityscapes 19 when there are 19)."""
+    names = CLASSES if num_slots == len(CLASSES) else None
+    return ", ".join(f"{s} ({names[s]})" if names else str(s) for s in slots)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -50,7 +51,7 @@ class SegmentationOutput:
     whitening_features: list[Tensor] = field(default_factory=list)
 
 
-class SegmentationModel(nn.Module):
+class SegmentationModel(nn.Module, metaclass=ABCMeta):
     """Base of :class:`DeepLabV3Plus` and :class:`DeepLabV2`: ``backbone``, optional ``memory``, ``aux_head``.
 
     ``forward(x, labels=None, memory=None, compute_aux=None)``:
@@ -66,17 +67,17 @@ class SegmentationModel(nn.Module):
         self.memory = memory
         self.aux_head = AuxHead(backbone.channels["layer3"], num_classes) if aux_head else None
 
+    @abstractmethod
     def encoder_outputs(self, x: Tensor) -> tuple[BackboneFeatures, Tensor]:
         """The backbone's features and F, the feature the memory works on (each architecture defines it)."""
-        raise TypeError(f"{type(self).__name__} must define encoder_outputs()")
 
     def encode(self, x: Tensor) -> Tensor:
         """F alone, without the decoder: what the memory initialisation and writes need."""
         return self.encoder_outputs(x)[1]
 
+    @abstractmethod
     def decode(self, bb: BackboneFeatures, head_in: Tensor) -> Tensor:
         """Logits (before the final upsampling) from the backbone features and the head's input R (or F)."""
-        raise TypeError(f"{type(self).__name__} must define decode()")
 
     def forward(
         self,

@@ -129,8 +129,9 @@ class PinMemory(nn.Module):
         fused = self.fusion(torch.cat([q, read.reshape(b, c, h, w)], dim=1))
         return MemoryRead(fused, cosine.reshape(b, -1, h, w), weights.reshape(b, -1, h, w))
 
-    def class_sums(self, feature: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """U's per-class sums and counts for a batch, after the ``reduce`` hook."""
+    def update_sums(self, feature: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """U's per-class sums and counts for a batch (:func:`~pinmem.models.memory_ops.class_sums` of U(F)), after
+        the ``reduce`` hook."""
         sums, counts = class_sums(self.update_net(feature), labels, self.num_slots)
         if self.reduce is not None:
             sums, counts = self.reduce(sums), self.reduce(counts)
@@ -139,7 +140,7 @@ class PinMemory(nn.Module):
     def write(self, feature: Tensor, labels: Tensor, memory: Tensor | None = None) -> Tensor:
         """M̂ = update(M, F, Y) (docs/method.md §3 write), differentiable through U and F; the buffer is unchanged."""
         mem = self.slots if memory is None else memory
-        sums, counts = self.class_sums(feature, labels)
+        sums, counts = self.update_sums(feature, labels)
         return write_memory(mem, sums, counts, self.momentum)
 
     def forward(
@@ -156,7 +157,7 @@ class PinMemory(nn.Module):
 
     @torch.no_grad()
     def commit(self, new_memory: Tensor) -> None:
-        """Copy ``new_memory`` (N×C) into the buffer (the loop's final step, docs/method.md §5.6)."""
+        """Copy ``new_memory`` (N×C) into the buffer (the loop's final step: docs/method.md §5, Algorithm 1 line 16)."""
         if new_memory.shape != self.slots.shape:
             raise ValueError(f"memory of shape {tuple(new_memory.shape)} != {tuple(self.slots.shape)}")
         self.slots.copy_(new_memory.detach())

@@ -64,10 +64,6 @@ class View:
         with np.errstate(divide="ignore"):
             return np.where(dv > 0, self.focal * self.cam_height / np.maximum(dv, 1e-9), np.inf)
 
-    def z_at_row(self, row: float) -> float:
-        """Depth of the ground at a pixel row below the horizon."""
-        return self.focal * self.cam_height / max(row - self.horizon, 1e-6)
-
     def apply_roll(self, points: np.ndarray) -> np.ndarray:
         if self.roll == 0.0:
             return points

@@ -6,8 +6,8 @@
   :data:`EXIT_PREEMPTED`. A second Ctrl-C stops at once (``KeyboardInterrupt``, exit status 130).
 * :class:`BadSampleError`: a training sample cannot be read and ``data.on_bad_sample`` is ``stop``;
   :class:`SkipCounter` counts and logs (once per file) the samples replaced under ``skip``.
-* :class:`TrainingDiverged`: a loss term or a memory slot holds NaN or infinity; :func:`diverged` names
-  them (a slot by its class).
+* :class:`TrainingDiverged`: a loss term or the method's own state (Pin the Memory's slots) holds NaN or
+  infinity; :func:`diverged` names them (the state in the method's words).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pinmem.data.labels import CLASSES
 from pinmem.engine.distributed import DistContext
 from pinmem.errors import CorruptFileError, PinmemError
 
@@ -44,7 +43,7 @@ class TrainingInterrupted(PinmemError):
 
 
 class TrainingDiverged(PinmemError):
-    """A loss term or a memory slot became NaN or infinite."""
+    """A loss term or the method's own state (a memory slot) became NaN or infinite."""
 
 
 class BadSampleError(CorruptFileError):
@@ -121,31 +120,27 @@ def interrupted(signal_name: str | None, iteration: int, total: int, last: Path)
     return TrainingInterrupted(message)
 
 
-def slot_names(slots: Sequence[int], num_slots: int) -> str:
-    """``"3 (wall), 7 (traffic sign)"``: memory slots with their classes (the Cityscapes 19 when there are 19)."""
-    names = CLASSES if num_slots == len(CLASSES) else None
-    return ", ".join(f"{s} ({names[s]})" if names else str(s) for s in slots)
-
-
-def diverged(losses: Mapping[str, float], slots: Sequence[int], num_slots: int, when: str,
-             checkpoints: Path) -> TrainingDiverged:
-    """The error naming the non-finite loss terms (with their values) and memory slots (with their classes)."""
+def diverged(losses: Mapping[str, float], state: str | None, when: str, checkpoints: Path) -> TrainingDiverged:
+    """The error naming the non-finite loss terms (with their values) and the method's non-finite state (in the
+    method's words, :meth:`~pinmem.methods.base.Method.describe_state`: Pin the Memory's slots with their
+    classes)."""
     parts = []
     if losses:
         parts.append(f"loss term(s) {', '.join(losses)} became non-finite {when} ({dict(losses)})")
-    if slots:
-        parts.append(f"memory slot(s) {slot_names(slots, num_slots)} of Pin the Memory became non-finite {when}")
+    if state:
+        parts.append(f"{state} became non-finite {when}")
     return TrainingDiverged(f"{'; '.join(parts)} on some rank; training stopped. The last checkpoint in "
                             f"{checkpoints} is untouched; lower train.lr or use train.amp=none to continue.")
 
 
-def step_flags(losses: Mapping[str, Tensor], slots: Tensor | None, stop: bool, device: torch.device) -> Tensor:
+def step_flags(losses: Mapping[str, Tensor], state: Tensor | None, stop: bool, device: torch.device) -> Tensor:
     """One float vector on ``device``, built without a host-device sync: 1 for each non-finite loss term, each
-    memory slot (row of ``slots``) holding NaN or infinity, and a last entry for a stop request; summed over
-    ranks and read once, it is the training step's only synchronisation."""
+    flagged unit of the method's state (``state``, :meth:`~pinmem.methods.base.Method.nonfinite_state`), and a
+    last entry for a stop request; summed over ranks and read once, it is the training step's only
+    synchronisation."""
     parts = [torch.stack([~torch.isfinite(value).all() for value in losses.values()]).to(device)] if losses else []
-    if slots is not None:
-        parts.append(~torch.isfinite(slots).all(dim=1))
+    if state is not None:
+        parts.append(state)
     parts.append(torch.full((1,), stop, dtype=torch.bool, device=device))
     return torch.cat([part.float() for part in parts])
 

@@ -1,14 +1,15 @@
 """The trainer: one loop for every method, exact resume, data parallelism with ``torchrun``.
 
-``Trainer(config).fit()`` builds the data (a multi-domain loader over the sources, docs/method.md §6), the model, the
-method, SGD with the ``exp``/``poly`` schedule and, for Pin the Memory, initialises the memory from class means;
+``Trainer(config).fit()`` builds the data (a multi-domain loader over the sources, docs/method.md §6), the model,
+the method and SGD with the ``exp``/``poly`` schedule, and lets the method prepare
+(:meth:`~pinmem.methods.base.Method.before_training`: Pin the Memory initialises its memory from class means);
 then runs ``train.iterations`` iterations with a progress bar, JSON-lines and TensorBoard logs, optional periodic
-validation and checkpoints, and a final validation on the targets. ``Trainer(config, resume=PATH).fit()``
-continues a run: weights, memory, optimiser, schedule, scaler, RNG states and data position come from the
-checkpoint, so a resumed run follows the uninterrupted one bit for bit (CPU, same seed). The per-iteration work
-around the method's step is kept free of host-device synchronisation (:mod:`pinmem.engine.hot_path`): pinned,
-prefetched batches copied with ``non_blocking``, losses read every ``train.log_every`` iterations, and the one
-synchronisation of the finiteness check.
+validation and checkpoints, and a final validation on the targets. ``Trainer(config, checkpoint).fit()``
+continues a run: weights (the memory included), optimiser, schedule, scaler, method state, RNG states and data
+position come from the checkpoint, so a resumed run follows the uninterrupted one bit for bit (CPU, same seed).
+The per-iteration work around the method's step is kept free of host-device synchronisation
+(:mod:`pinmem.training.hot_path`): pinned, prefetched batches copied with ``non_blocking``, losses read every
+``train.log_every`` iterations, and the one synchronisation of the finiteness check.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,16 @@ from tqdm import tqdm
 from pinmem.data import build_dataset, build_training_dataset
 from pinmem.data.sampling import BadBatch, SamplerConfig, build_train_loader
 from pinmem.data.transforms import TrainTransform
-from pinmem.engine.checkpoint import load_checkpoint, save_checkpoint
-from pinmem.engine.config import Config, load_config, model_kwargs, to_dict, to_yaml
+from pinmem.engine.config import Config, model_kwargs, to_dict, to_yaml
 from pinmem.engine.distributed import DistContext, convert_sync_batchnorm, init_distributed
-from pinmem.engine.faults import (
+from pinmem.engine.method_specs import method_spec
+from pinmem.errors import ConfigError
+from pinmem.evaluation.evaluate import evaluate, merge_results
+from pinmem.methods import build_method
+from pinmem.models import build_model
+from pinmem.runtime import autocast
+from pinmem.training.checkpoint import Resume, load_weights, save_checkpoint
+from pinmem.training.faults import (
     BadSampleError,
     SkipCounter,
     StopRequest,
@@ -40,17 +48,12 @@ from pinmem.engine.faults import (
     interrupted,
     step_flags,
 )
-from pinmem.engine.hot_path import compile_encoder, cudnn_benchmark, loss_tensors, loss_values, to_device
-from pinmem.engine.logging import MetricLogger
-from pinmem.engine.rng import rng_state, seed_everything, set_rng_state
-from pinmem.errors import ConfigError, PinmemError
-from pinmem.evaluation.evaluate import evaluate, merge_results
-from pinmem.methods import build_method
-from pinmem.models import build_model
-from pinmem.runtime import autocast
+from pinmem.training.hot_path import compile_encoder, cudnn_benchmark, loss_tensors, loss_values, to_device
+from pinmem.training.logging import MetricLogger
+from pinmem.training.rng import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger("pinmem")
-__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "BadSampleError", "load_resume"]
+__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "BadSampleError"]
 
 
 def learning_rate(config: Config, iteration: int) -> float:
@@ -74,12 +77,15 @@ def disable_dropout(model: nn.Module) -> None:
 class Trainer:
     """Trains ``config.method`` on ``config.data.sources``; see the module docstring."""
 
-    def __init__(self, config: Config, checkpoint: dict[str, Any] | None = None,
-                 context: DistContext | None = None) -> None:
-        self.checkpoint = checkpoint
+    def __init__(self, config: Config, resume: Resume | None = None, context: DistContext | None = None) -> None:
+        """``resume``: the run to continue (:func:`~pinmem.training.checkpoint.open_resume`; its configuration is
+        ``config``), or None for a new run."""
+        self.resume = resume
+        self.checkpoint = resume.checkpoint if resume else None
         self.config = config
         self.context = context or init_distributed(config.train.device)
-        if config.train.amp == "fp16" and (self.context.device.type != "cuda" or config.method in ("mldg", "pinmem")):
+        if config.train.amp == "fp16" and (self.context.device.type != "cuda"
+                                           or "fp16" not in method_spec(config.method).amp_modes):
             raise ConfigError("train.amp=fp16 needs a GPU and a method without an inner gradient step "
                               "(erm, ibn, isw); use train.amp=bf16")
         self.out_dir = Path(config.train.out_dir)
@@ -130,12 +136,8 @@ class Trainer:
                             memory_reduce=ctx.all_reduce if ctx.distributed else None)
         if not cfg.train.stochastic:
             disable_dropout(model)
-        if self.checkpoint:
-            try:
-                model.load_state_dict(self.checkpoint["model"])
-            except RuntimeError as err:
-                raise PinmemError(f"the checkpoint's weights do not fit the configured model: "
-                                  f"{str(err).splitlines()[0]}") from err
+        if self.resume:
+            load_weights(model, self.resume.checkpoint, self.resume.path, cfg)
         model = convert_sync_batchnorm(model.to(getattr(torch, cfg.train.dtype)), ctx).to(ctx.device)
         ctx.broadcast_module(model)
         if cfg.train.channels_last:  # the 4-D weights; the batches follow in to_device
@@ -150,42 +152,28 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.method.load_state_dict(ckpt.get("method", {}))
 
-    def initialise_memory(self) -> None:
-        """docs/method.md §3: class means of the L2-normalised F over the sources' training data (eval mode, no grad):
-        one pass over the largest source's training set, at most ``pinmem.init_images`` images per domain over all
-        ranks; per-class sums all-reduced before the mean."""
-        memory = getattr(self.model, "memory", None)
-        if memory is None:
-            return
+    def before_training(self) -> None:
+        """The method's preparation before the first iteration of a new run (:meth:`Method.before_training`; Pin
+        the Memory initialises its memory), then the check of what it prepared."""
+        self.method.before_training(self.data_pass)
+        self.check_state("before training, after the method's preparation")
+
+    def data_pass(self, iterations: int, seed: int, what: str) -> Iterator[dict[str, Any]]:
+        """``iterations`` batches of the training data drawn with ``seed``, on the device, for a method's pass
+        before training (:data:`~pinmem.methods.base.DataPass`): a bad sample or a stop request ends it (nothing
+        was trained or saved yet); skipped samples are counted."""
         cfg, ctx = self.config, self.context
-        per_iteration = cfg.train.batch_per_domain * ctx.world_size
-        largest = max(len(dataset) for dataset in self.sources.values())
-        iterations = max(1, math.ceil(min(cfg.pinmem.init_images, largest) / per_iteration))
-        init_sampler = SamplerConfig(epoch_length=cfg.data.epoch_length, batch_per_domain=cfg.train.batch_per_domain,
-                                     seed=cfg.train.seed + 1, rank=ctx.rank, world_size=ctx.world_size,
-                                     iterations=iterations)
-        loader = self.loader(init_sampler)
-        self.model.eval()
-        with torch.no_grad():
-            for batch in tqdm(loader, total=iterations, desc="memory init", disable=not self._bar()):
-                if isinstance(batch, BadBatch):
-                    raise BadSampleError(f"{'; '.join(batch.errors)} (met by the memory initialisation: nothing "
-                                         "was trained or saved). Replace the file or set data.on_bad_sample=skip")
-                if self.stop.requested:
-                    raise TrainingInterrupted(f"{self.stop.signal_name} during the memory initialisation: nothing "
-                                              "was trained or saved; run the same command again (without --resume)")
-                self.skips.add(batch)
-                for part in self.to_device(batch).values():
-                    with self._autocast():
-                        feature = self.model.encode(part["image"])
-                    memory.init_accumulate(feature, part["label"])  # float32, or float64 when training in float64
-        counts = memory.init_finalize(reduce=ctx.sum_ if ctx.distributed else None)
-        seen = int((counts > 0).sum())
-        log.info("memory initialised from %d images per domain (one pass over the largest source's %d training "
-                 "images, pinmem.init_images=%d at most): %d of %d classes seen",
-                 iterations * per_iteration, largest, cfg.pinmem.init_images, seen, len(counts))
-        self.check_memory("after the memory initialisation")
-        self.model.train()
+        sampler = SamplerConfig(epoch_length=cfg.data.epoch_length, batch_per_domain=cfg.train.batch_per_domain,
+                                seed=seed, rank=ctx.rank, world_size=ctx.world_size, iterations=iterations)
+        for batch in tqdm(self.loader(sampler), total=iterations, desc=what, disable=not self._bar()):
+            if isinstance(batch, BadBatch):
+                raise BadSampleError(f"{'; '.join(batch.errors)} (met by the {what}: nothing was trained or "
+                                     "saved). Replace the file or set data.on_bad_sample=skip")
+            if self.stop.requested:
+                raise TrainingInterrupted(f"{self.stop.signal_name} during the {what}: nothing was trained or "
+                                          "saved; run the same command again (without --resume)")
+            self.skips.add(batch)
+            yield self.to_device(batch)
 
     # ------------------------------------------------------------------ the loop
     def _bar(self) -> bool:
@@ -204,7 +192,7 @@ class Trainer:
         # search for the fixed training crops (on CUDA; off again for validation's whole images)
         with self.stop, cudnn_benchmark(ctx.device):
             if self.checkpoint is None:
-                self.initialise_memory()
+                self.before_training()
             iteration = self.train_loop()
         results = self.validate(iteration) if cfg.data.targets else {}
         self.logger.close()
@@ -227,7 +215,8 @@ class Trainer:
                 iteration += 1
                 bar.update(1)
                 if iteration % cfg.train.log_every == 0 or iteration == total:
-                    scalars = loss_values(losses)  # the only read of the losses: every log_every iterations
+                    # the only read of the losses (and the method's diagnostics): every log_every iterations
+                    scalars = loss_values({**losses, **self.method.diagnostics})
                     scalars["lr"] = self.optimizer.param_groups[0]["lr"]
                     if cfg.data.on_bad_sample == "skip":
                         scalars["skipped_samples"] = self.skips.total(self.context)
@@ -301,37 +290,34 @@ class Trainer:
             self.method.after_step(iteration)
         return losses
 
-    def _memory_slots(self) -> torch.Tensor | None:
-        memory = getattr(self.model, "memory", None)
-        return None if memory is None else memory.slots
-
     def _check_finite(self, losses: dict[str, torch.Tensor | float], iteration: int) -> None:
-        """Stop on a NaN/inf loss term or memory slot (the memory this step read: the previous commit's), and agree
-        over the ranks on a stop request, with the step's one host-device sync (:func:`step_flags`)."""
-        slots = self._memory_slots()
+        """Stop on a NaN/inf loss term or unit of the method's own state (:meth:`Method.nonfinite_state`, e.g. the
+        memory this step read: the previous commit's), and agree over the ranks on a stop request, with the step's
+        one host-device sync (:func:`step_flags`)."""
+        state = self.method.nonfinite_state()
         losses = loss_tensors(losses, self.context.device)
-        flags = step_flags(losses, slots, self.stop.requested, self.context.device)
+        flags = step_flags(losses, state, self.stop.requested, self.context.device)
         flags = self.context.sum_(flags).cpu().tolist()
         self.stop_agreed = flags[-1] > 0
         bad_losses = {n: float(losses[n]) for n, flag in zip(losses, flags, strict=False) if flag}
-        bad_slots = [s for s, flag in enumerate(flags[len(losses) : -1]) if flag]
-        if bad_losses or bad_slots:
-            num_slots = 0 if slots is None else len(slots)
-            raise diverged(bad_losses, bad_slots, num_slots, f"at iteration {iteration + 1}", self.ckpt_dir)
+        bad_state = [s for s, flag in enumerate(flags[len(losses) : -1]) if flag]
+        if bad_losses or bad_state:
+            state_words = self.method.describe_state(bad_state) if bad_state else None
+            raise diverged(bad_losses, state_words, f"at iteration {iteration + 1}", self.ckpt_dir)
 
-    def check_memory(self, when: str) -> None:
-        """:class:`TrainingDiverged` naming the memory slots that hold NaN or infinity (before a checkpoint is
-        written, so that none holds a broken memory; the memory is the same on every rank)."""
-        slots = self._memory_slots()
-        bad = [] if slots is None else torch.nonzero(~torch.isfinite(slots).all(dim=1)).flatten().tolist()
+    def check_state(self, when: str) -> None:
+        """:class:`TrainingDiverged` naming the units of the method's own state that hold NaN or infinity (before a
+        checkpoint is written, so that none holds a broken state; the state is the same on every rank)."""
+        state = self.method.nonfinite_state()
+        bad = [] if state is None else torch.nonzero(state).flatten().tolist()
         if bad:
-            raise diverged({}, bad, len(slots), when, self.ckpt_dir)
+            raise diverged({}, self.method.describe_state(bad), when, self.ckpt_dir)
 
     # ------------------------------------------------------------------ checkpoints and validation
     def save(self, iteration: int, numbered: bool = False) -> None:
         """Write ``last.pt`` (and ``iter_NNNNNN.pt``); every rank calls it, rank 0 writes. A memory holding NaN or
         infinity is never written: :class:`TrainingDiverged` instead."""
-        self.check_memory(f"after iteration {iteration}")
+        self.check_state(f"after iteration {iteration}")
         skipped = self.skips.total(self.context)
         if not self.context.is_main:
             return
@@ -373,16 +359,3 @@ class Trainer:
         set_rng_state(rng)
         return results
 
-
-def load_resume(config_file: str | None, overrides: list[str], resume: str | None) -> tuple[Config, dict[str, Any]]:
-    """For ``--resume [PATH]``: the checkpoint (``OUT/checkpoints/last.pt`` when no path is given, ``OUT`` from the
-    config file and overrides) and the run's config — the checkpoint's, with this command's overrides on top
-    (e.g. a larger ``train.iterations``)."""
-    if resume:
-        path = Path(resume)
-    else:
-        path = Path(load_config(config_file, overrides).train.out_dir) / "checkpoints" / "last.pt"
-    if not path.is_file():
-        raise PinmemError(f"no checkpoint to resume at {path}")
-    checkpoint = load_checkpoint(path)
-    return load_config(None, overrides, base=checkpoint["config"]), checkpoint

@@ -9,6 +9,9 @@ A checkpoint is a plain dict of tensors and Python primitives, so it can never r
 ``optimizer``, ``scheduler``, ``scaler``, ``rng``, ``method``  training state for an exact resume (optional)
 ``skipped_samples``  training samples replaced so far under ``data.on_bad_sample=skip`` (optional)
 
+Reading: :func:`load_model` (a model to predict with: model, configuration, iteration) and :func:`open_resume` (a
+run to continue: configuration, training state, its model checked) each open the file once.
+
 A file is written to ``NAME.tmp`` in the same folder, flushed to disk and renamed over ``NAME``, so an
 interruption never leaves a half-written checkpoint in place of a good one; a failed write removes the
 ``.tmp`` and raises :class:`CheckpointWriteError` (the previous ``NAME`` stays as it was).
@@ -21,12 +24,13 @@ import functools
 import os
 import pickle
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pinmem.engine.config import Config, from_dict, model_kwargs
+from pinmem.engine.config import Config, from_dict, load_config, model_kwargs
 from pinmem.errors import PinmemError
 from pinmem.models import build_model
 
@@ -112,19 +116,73 @@ def checkpoint_config(data: dict[str, Any]) -> Config:
     return from_dict(data["config"])
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
-    """Model (eval mode, weights and memory restored) and its configuration from a checkpoint file."""
-    data = load_checkpoint(path, map_location)
+def read_config(data: dict[str, Any], path: str | Path) -> Config:
+    """The configuration stored in checkpoint ``data`` (read from ``path``); a :class:`CheckpointError` if it
+    cannot be read."""
     try:
-        config = checkpoint_config(data)
+        return checkpoint_config(data)
     except Exception as err:
         raise CheckpointError(f"{path}: its configuration cannot be read: {err}") from err
-    model = build_model(**model_kwargs(config, load_backbone=False))
+
+
+def load_weights(model: torch.nn.Module, data: dict[str, Any], path: str | Path, config: Config) -> None:
+    """The checkpoint's weights (and memory) into ``model``, built from ``config``; weights that do not fit are a
+    :class:`CheckpointError` saying how (:func:`weights_mismatch_message`)."""
     try:
         model.load_state_dict(data["model"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as err:
         raise CheckpointError(weights_mismatch_message(path, config, data["model"])) from err
-    return model.to(map_location).eval(), config
+
+
+@dataclass
+class LoadedModel:
+    """What :func:`load_model` reads from a checkpoint: the model (eval mode, weights and memory restored), its
+    training configuration and the iterations it was trained for (None when the file does not say)."""
+
+    model: torch.nn.Module
+    config: Config
+    iteration: int | None
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
+    """The model, its configuration and its iteration from a checkpoint file, opened once."""
+    data = load_checkpoint(path, map_location)
+    config = read_config(data, path)
+    model = build_model(**model_kwargs(config, load_backbone=False))
+    load_weights(model, data, path, config)
+    iteration = data.get("iteration")
+    return LoadedModel(model.to(map_location).eval(), config, None if iteration is None else int(iteration))
+
+
+@dataclass
+class Resume:
+    """A run to continue (:func:`open_resume`): the checkpoint file, the run's configuration (the checkpoint's with
+    the command's overrides) and the checkpoint's contents (weights and training state)."""
+
+    path: Path
+    config: Config
+    checkpoint: dict[str, Any]
+
+    @property
+    def iteration(self) -> int:
+        return int(self.checkpoint["iteration"])
+
+
+def open_resume(config_file: str | Path | None, overrides: list[str], resume: str | Path | None) -> Resume:
+    """For ``--resume [PATH]``: the checkpoint (``OUT/checkpoints/last.pt`` when no path is given, ``OUT`` from the
+    config file and overrides), opened once, and the run's configuration — the checkpoint's, with this command's
+    overrides on top (e.g. a larger ``train.iterations``). Refused, before anything is written, when that
+    configuration builds a model the checkpoint's weights do not fit (:func:`check_resume`)."""
+    if resume:
+        path = Path(resume)
+    else:  # only out_dir is read from the config file: the run's configuration is the checkpoint's
+        path = Path(load_config(config_file, overrides).train.out_dir) / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise PinmemError(f"no checkpoint to resume at {path}")
+    checkpoint = load_checkpoint(path)
+    config = load_config(None, overrides, base=checkpoint["config"])
+    check_resume(config, checkpoint, path)
+    return Resume(path, config, checkpoint)
 
 
 def newer_version_message(path: str | Path, version: object) -> str:

@@ -13,9 +13,9 @@ def make_checkpoint(path: Path, backbone: str = "resnet18", method: str = "pinme
                     overrides: tuple[str, ...] = (), num_classes: int | None = None) -> Path:
     """A small random-weight checkpoint; the memory holds random unit vectors (not the zero init).
     ``num_classes``: a model of that many classes, whatever the configured data's class set."""
-    from pinmem.engine.checkpoint import save_checkpoint
     from pinmem.engine.config import load_config, model_kwargs, to_dict
     from pinmem.models import build_model
+    from pinmem.training.checkpoint import save_checkpoint
 
     cfg = load_config(None, [f"model.backbone={backbone}", f"method={method}", *overrides])
     if num_classes is not None:

@@ -1,4 +1,5 @@
-"""``pinmem predict``: segment files, folders or globs of images and write trainId PNGs, colour masks, overlays.
+"""Segment files, folders or globs of images with a :class:`~pinmem.segmenter.Segmenter` and write trainId PNGs,
+colour masks, overlays (the library behind ``pinmem predict``, whose wording is in :mod:`pinmem.commands.predict`).
 
 For an input ``photo.jpg`` the outputs are ``photo_trainid.png`` (uint8 class indices 0..N−1), ``photo_color.png``
 (the checkpoint's class colours: the Cityscapes palette, a dataset.yaml's palette or generated ones),
@@ -8,13 +9,12 @@ share a stem (``a/x.png``, ``b/x.jpg``) get ``x``, ``x-2``, ``x-3``… so nothin
 
 Photos are read upright (EXIF orientation applied); grayscale, RGBA, 16-bit and CMYK files are converted to RGB.
 A file that cannot be decoded, or that has more pixels than the segmenter's ``max_pixels`` (checked from the
-header, before decoding), is reported and skipped; the others are still processed.
+header, before decoding), is reported (``report``) and skipped; the others are still processed.
 """
 
 from __future__ import annotations
 
 import glob
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from pinmem.data.classes import ClassSet
 from pinmem.data.io import read_image, write_png
 from pinmem.data.labels import colorize
 from pinmem.errors import CorruptFileError, PinmemError
+from pinmem.segmenter import Segmenter
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -130,7 +131,7 @@ class PredictSummary:
 
 
 def predict_files(
-    segmenter: object,
+    segmenter: Segmenter,
     inputs: Sequence[str | Path],
     out: str | Path,
     memory: bool = False,
@@ -139,28 +140,29 @@ def predict_files(
     progress: bool = False,
     report: Callable[[str], None] | None = None,
 ) -> PredictSummary:
-    """Segment every input image with ``segmenter`` (a :class:`pinmem.segmenter.Segmenter`) into ``out``.
+    """Segment every input image with ``segmenter`` into ``out``; ``memory``: also the memory-slot maps.
 
-    An input that is missing or cannot be decoded is reported through ``report`` (default: an error line on
-    stderr) and skipped; the others are still processed. Raises :class:`PinmemError` when nothing matches.
+    An input that is missing or cannot be decoded is skipped, listed in :attr:`PredictSummary.failed` and, as it
+    happens, passed to ``report`` (one line, e.g. for the command line to print); the others are still processed.
+    Raises :class:`PinmemError` when nothing matches or ``memory`` is asked of a model without a memory.
     """
-    report = report or (lambda line: print(line, file=sys.stderr))
+    report = report or (lambda line: None)
     found = collect_inputs(inputs, recursive)
     summary = PredictSummary()
     for item in found.missing:
         summary.failed.append((item, "no such file, folder or matching image"))
-        report(f"pinmem: error: {item}: no such file, folder or matching image")
+        report(f"{item}: no such file, folder or matching image")
     if not found.files:
         raise PinmemError(f"no images found in {', '.join(map(str, inputs))} "
                           f"(image files: {', '.join(IMAGE_SUFFIXES)})")
-    if memory and not getattr(segmenter, "has_memory", False):
-        raise PinmemError("--memory-map needs a model with a memory module (method pinmem); this one has none")
+    if memory and not segmenter.has_memory:
+        raise PinmemError("memory maps need a model with a memory module (method pinmem); this one has none")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PinmemError(f"output folder {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    max_pixels = getattr(segmenter, "max_pixels", None)
-    classes = getattr(segmenter, "classes", None)
+    max_pixels = segmenter.max_pixels
+    classes = segmenter.classes
     names = unique_stems(found.files)
     pairs = list(zip(found.files, names, strict=True))
     if progress:
@@ -172,9 +174,9 @@ def predict_files(
             rgb = read_image(path, orient=True, max_pixels=max_pixels)
         except CorruptFileError as err:
             summary.failed.append((str(path), str(err)))
-            report(f"pinmem: error: {err}")
+            report(str(err))
             continue
-        pred = segmenter.run(rgb, keep_logits=False, memory=memory)  # type: ignore[attr-defined]
+        pred = segmenter.run(rgb, keep_logits=False, memory=memory)
         summary.outputs += write_prediction(out, name, rgb, pred.train_ids, pred.memory_slots, alpha, classes)
         summary.written += 1
     return summary
