@@ -13,8 +13,8 @@ import pytest
 import torch
 import yaml
 from conftest import optional_module
+from eval_support import run_cli
 from PIL import Image
-from test_eval_support import run_cli
 
 from pinmem.cli import main
 from pinmem.data import build_dataset, build_training_dataset

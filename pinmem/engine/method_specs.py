@@ -19,9 +19,10 @@ class MethodSpec:
     """One method's properties.
 
     ``meta``: an inner gradient step (meta-learning): ``meta.*`` applies, a single source is split into meta-train
-    and meta-test halves, the released strong colour jitter of the first source applies, and fp16 autocast is not
-    allowed (its gradient scaler has no inner step). ``memory``: trains the memory module (``model.memory``
-    defaults to true). ``norm``: the backbone normalisation ``model.norm`` defaults to."""
+    and meta-test halves (the released code also gave these methods its strong colour jitter: the paper's configs
+    set ``data.strong_jitter=first_source`` for them), and fp16 autocast is not allowed (its gradient scaler has
+    no inner step). ``memory``: trains the memory module (``model.memory`` defaults to true). ``norm``: the backbone
+    normalisation ``model.norm`` defaults to."""
 
     meta: bool = False
     memory: bool = False
