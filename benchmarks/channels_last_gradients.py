@@ -1,5 +1,5 @@
 """How far float32 gradients are from float64's in the default (NCHW) and the channels-last (NHWC) layout, on this
-machine's convolution kernels (README, "The demo"; docs/performance.md).
+machine's convolution kernels (docs/results.md, the demo paragraphs; docs/performance.md).
 
 One training-mode forward and backward of DeepLabV3+ (the segmentation loss with the auxiliary head) on a fixed
 random batch, four times: float64 NCHW (the reference), float64 NHWC (the layouts agree to ~1e-13: the same

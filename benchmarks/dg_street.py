@@ -51,7 +51,7 @@ log = logging.getLogger("dg_street")
 
 @dataclass(frozen=True)
 class Budget:
-    """What one run costs; chosen by wall time on the 2-core CPU (README, "Results")."""
+    """What one run costs; chosen by wall time on the 2-core CPU (docs/results.md)."""
 
     backbone: str = "efficientnet_lite0"
     pretrained: bool = True

@@ -41,11 +41,11 @@ class DemoSettings:
 
     The backbone is EfficientNet-Lite0 with its packaged ImageNet weights: at the street-world benchmark's
     setting it beats the same network from scratch by 14 target mIoU for the same time (docs/results.md), and the
-    README compares this demo with the earlier ResNet-18-from-scratch one. lr 0.05 is the benchmark's, chosen on
-    the sources (train on gtav, score on synthia); 150 iterations of 160² crops keep the demo under 10 minutes.
-    Speed settings (README, "The demo"): one loader worker; the evaluation runs channels-last (0.74× its time on
-    the 2-core CPU; logits equal to float rounding). Training stays in the default layout: from a fresh clone,
-    channels-last training took erm 136 s instead of 146 s and pinmem 186 s as before
+    same page compares this demo with the earlier ResNet-18-from-scratch one. lr 0.05 is the benchmark's, chosen
+    on the sources (train on gtav, score on synthia); 150 iterations of 160² crops keep the demo under 10 minutes.
+    Speed settings (docs/results.md, the demo paragraphs): one loader worker; the evaluation runs channels-last
+    (0.74× its time on the 2-core CPU; logits equal to float rounding). Training stays in the default layout:
+    from a fresh clone, channels-last training took erm 136 s instead of 146 s and pinmem 186 s as before
     (``results/demo/*_s304.json``), while its float32 gradients of EfficientNet-Lite0 on this CPU are 2.6×
     further from float64's (``benchmarks/channels_last_gradients.py``) and the one-seed numbers then move as much
     as another seed would (``--channels-last``).

@@ -28,7 +28,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 
 def benchmark_script(name: str) -> ModuleType:
-    """``benchmarks/<name>.py`` as a module, so that the scripts behind the README's numbers run in the tests."""
+    """``benchmarks/<name>.py`` as a module, so that the scripts behind the documented numbers run in the tests."""
     return importlib.import_module(name)
 
 

@@ -1,4 +1,4 @@
-"""Bad input at the edges: configs, checkpoints, photos, dataset roots (README "Reliability")."""
+"""Bad input at the edges: configs, checkpoints, photos, dataset roots (docs/reliability.md)."""
 
 from __future__ import annotations
 

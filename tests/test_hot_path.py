@@ -1,5 +1,5 @@
-"""The GPU-ready hot path of the trainer, checked on CPU (issue 12, point 2; README "GPU options"): the loader's
-settings, non-blocking copies, channels-last parity, cuDNN's benchmark flag, reading the losses only when they are
+"""The GPU-ready hot path of the trainer, checked on CPU (issue 12, point 2; docs/training.md "GPU options"): the
+loader's settings, non-blocking copies, channels-last parity, cuDNN's benchmark flag, reading the losses only when they are
 logged, bf16 autocast over the whole step and commit, and ``train.compile`` with its fallback."""
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def test_channels_last_gives_the_same_step(dtype, method, tolerance, data_root, 
     """One step with and without ``train.channels_last`` from the same start: the same losses and the same change
     of the whole state (‖Δa − Δb‖ / ‖Δa‖). Measured: float64 3e-14 (erm), 1e-9 (pinmem), float32 erm 2e-5. Not
     float32 meta-learning: on these 32² crops with 2 images per domain the inner step amplifies rounding ~1e5×
-    (BN over 2-8 values; README "Distributed"), so the layouts' different float32 summation orders alone move
+    (BN over 2-8 values; docs/training.md "Distributed"), so the layouts' different float32 summation orders alone move
     mldg/pinmem's first update by 3-11 % (float64: the 1e-9 above, the same arithmetic)."""
     common = [f"method={method}", f"train.dtype={dtype}"]
     plain = make_trainer(data_root, tmp_path / "plain", *common)
@@ -285,7 +285,7 @@ def test_inductor_compiled_pinmem_gives_the_same_steps(data_root, tmp_path):
 
 
 def test_the_hot_path_benchmark_runs_at_toy_size(tmp_path):
-    """``benchmarks/bench_hot_path.py`` (the README's numbers) at toy size, so that it cannot rot."""
+    """``benchmarks/bench_hot_path.py`` (docs/performance.md's numbers) at toy size, so that it cannot rot."""
     out = tmp_path / "hot_path.json"
     benchmark_script("bench_hot_path").main(
         ["--size", "32", "--batch", "2", "--warmup", "1", "--repeats", "1", "--threads", "1", "--variants",

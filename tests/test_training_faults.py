@@ -1,4 +1,4 @@
-"""Faults during training (issue 11, README "Reliability"): a stop signal, a failed checkpoint write, a bad
+"""Faults during training (issue 11, docs/reliability.md): a stop signal, a failed checkpoint write, a bad
 sample, a diverged memory, and the memory initialisation on a small dataset."""
 
 from __future__ import annotations

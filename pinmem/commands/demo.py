@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
                       help="'imagenet' (default: EfficientNet-Lite0's packaged weights), a local file, or 'none'")
     demo.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                       help="train in the channels-last layout (default: off; 0.92-0.95x the training time on CPU, but "
-                           "float32 gradients further from float64's: README, 'The demo')")
+                           "float32 gradients further from float64's: docs/results.md, the demo)")
     demo.add_argument("--workers", type=int, default=2, help="processes rendering the world")
     demo.add_argument("--tiny", action="store_true", help="a seconds-long smoke run of the whole path")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")

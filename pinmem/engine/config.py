@@ -112,7 +112,7 @@ class TrainConfig:
     device: str = "auto"
     progress: bool = True
     #: model and input batches in the channels-last (NHWC) memory format: faster convolutions on GPUs with
-    #: tensor cores (bf16); the same numbers to rounding (README, "GPU options")
+    #: tensor cores (bf16); the same numbers to rounding (docs/training.md, "GPU options")
     channels_last: bool = False
     #: ``torch.compile`` the backbone (the encoder's trunk); where compiling fails, a logged warning and the
     #: uncompiled backbone. Not with meta.first_order=false for mldg/pinmem (double backward)

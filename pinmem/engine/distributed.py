@@ -6,7 +6,7 @@ and synchronises batch norm with :class:`SyncBatchNorm2d`, whose statistics are 
 all-reduces. Everything a rank computes from the whole global batch — BN statistics, the memory write's
 per-class sums, the valid-pixel counts that normalise the cross-entropies, the inner gradient of the
 meta-learning step — goes through :meth:`DistContext.all_reduce`, so an iteration on N ranks with per-domain batch b
-is the iteration of one rank with batch N·b, to rounding (README, "Distributed": how that is tested, and why
+is the iteration of one rank with batch N·b, to rounding (docs/training.md, "Distributed": how that is tested, and why
 free-running trajectories drift apart anyway where BN is degenerate). Each rank draws its own noise
 (:meth:`DistContext.seed_noise`).
 

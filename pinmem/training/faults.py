@@ -1,4 +1,4 @@
-"""Faults during training (README, "Reliability"): stop signals, bad samples, a diverged run.
+"""Faults during training (docs/reliability.md): stop signals, bad samples, a diverged run.
 
 * :class:`StopRequest` turns SIGTERM, SIGUSR1 (what SLURM sends before it ends a job) and a first Ctrl-C (SIGINT)
   into a request that the trainer honours once the current iteration is done: it writes ``last.pt``, logs where

@@ -1,4 +1,4 @@
-"""The training step's hot path on a GPU (issue 12, README "GPU options"): what the trainer does per iteration
+"""The training step's hot path on a GPU (issue 12, docs/training.md "GPU options"): what the trainer does per iteration
 besides the method's step, kept free of host-device synchronisation.
 
 * :func:`to_device`: a batch's images and labels to the device with ``non_blocking=True`` (asynchronous from the
