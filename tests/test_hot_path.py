@@ -1,6 +1,6 @@
 """The GPU-ready hot path of the trainer, checked on CPU (issue 12, point 2; docs/training.md "GPU options"): the
-loader's settings, non-blocking copies, channels-last parity, cuDNN's benchmark flag, reading the losses only when they are
-logged, bf16 autocast over the whole step and commit, and ``train.compile`` with its fallback."""
+loader's settings, non-blocking copies, channels-last parity, cuDNN's benchmark flag, reading the losses only when
+they are logged, bf16 autocast over the whole step and commit, and ``train.compile`` with its fallback."""
 
 from __future__ import annotations
 
