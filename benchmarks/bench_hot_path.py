@@ -1,6 +1,7 @@
 """Time per training iteration of the trainer's GPU options (docs/training.md "GPU options"): defaults,
 ``train.channels_last``, ``train.compile``, ``train.amp=bf16``, each through
-:meth:`pinmem.training.trainer.Trainer.train_step` (the batch copy, the method's step under autocast, the finiteness check, the SGD step and the commit) on the same batch.
+:meth:`pinmem.training.trainer.Trainer.train_step` (the batch copy, the method's step under autocast, the
+finiteness check, the SGD step and the commit) on the same batch.
 
 The variants are built side by side from the built-in example scenes (written once into a temporary folder),
 warmed up (``--warmup`` steps: the compilation happens there and is reported on its own) and timed interleaved —
