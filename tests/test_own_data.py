@@ -328,3 +328,12 @@ def test_the_documented_commands_run_as_written(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "runs/own/checkpoints/last.pt")["model"]["memory.slots"].shape[0] == 7
     assert "Bx7xHxW" in outputs["export"] and (tmp_path / "runs/own/model.onnx").is_file()
     assert len(list((tmp_path / "runs/own/pred").glob("*_trainid.png"))) == 1
+
+
+def test_a_diverged_memory_slot_is_named_with_the_runs_classes():
+    from pinmem.data.classes import class_set_from
+    from pinmem.methods.pinmem import slot_names
+
+    names = [f"part{i}" for i in range(19)]  # 19 classes that are not Cityscapes'
+    assert slot_names([3], class_set_from(names, None, 19).names) == "3 (part3)"
+    assert slot_names([3, 7], class_set_from(None, None, 19).names) == "3 (wall), 7 (traffic sign)"

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pinmem.data.labels import CLASSES
+from pinmem.data.classes import class_set_from
 from pinmem.engine.config import Config
 from pinmem.engine.distributed import DistContext
 from pinmem.methods.base import (
@@ -134,7 +134,9 @@ class PinTheMemory(Method):
         return ~torch.isfinite(self.model.memory.slots).all(dim=1)
 
     def describe_state(self, bad: Sequence[int]) -> str:
-        return f"memory slot(s) {slot_names(bad, len(self.model.memory.slots))} of Pin the Memory"
+        model = self.config.model
+        names = class_set_from(model.classes, model.palette, len(self.model.memory.slots)).names
+        return f"memory slot(s) {slot_names(bad, names)} of Pin the Memory"
 
     # ------------------------------------------------------------------ Algorithm 1
     def step(self, batch: Batch, iteration: int, lr: float) -> dict[str, Tensor]:
@@ -232,7 +234,6 @@ class PinTheMemory(Method):
         self._commit_batch = None
 
 
-def slot_names(slots: Sequence[int], num_slots: int) -> str:
-    """``"3 (wall), 7 (traffic sign)"``: memory slots with their classes (the Cityscapes 19 when there are 19)."""
-    names = CLASSES if num_slots == len(CLASSES) else None
-    return ", ".join(f"{s} ({names[s]})" if names else str(s) for s in slots)
+def slot_names(slots: Sequence[int], names: Sequence[str]) -> str:
+    """``"3 (wall), 7 (traffic sign)"``: memory slots with the names of their classes (the run's class set)."""
+    return ", ".join(f"{s} ({names[s]})" for s in slots)
