@@ -25,10 +25,13 @@ MEASUREMENTS = REPO / "results" / "measurements"
 
 
 def git_commit() -> str:
-    """``HEAD``'s hash, with ``-dirty`` when tracked files differ from it (``unknown`` outside a checkout)."""
+    """``HEAD``'s hash, with ``-dirty`` when tracked files outside ``results/`` differ from it (``unknown`` outside
+    a checkout). Result files do not count: they are what the code writes (a grid rewrites its own reproduced
+    files as it goes), not the code that produced a number."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"], cwd=REPO,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
