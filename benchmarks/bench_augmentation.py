@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measurement import finish_record, start_record  # noqa: E402
+from measurement import add_allow_dirty_argument, finish_record, start_record  # noqa: E402
 
 from pinmem.data.transforms import TrainTransform, apply_geometry, sample_geometry  # noqa: E402
 
@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--strong-jitter", action="store_true", help="the released always-on ColorJitter(0.8,..)")
     parser.add_argument("--out", type=Path, default=None,
                         help="the JSON to write (default results/measurements/bench_augmentation.json)")
+    add_allow_dirty_argument(parser)
     args = parser.parse_args(argv)
-    record = start_record("bench_augmentation", argv)
+    record = start_record("bench_augmentation", argv, allow_dirty=args.allow_dirty)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
 

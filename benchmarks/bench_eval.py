@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measurement import finish_record, start_record  # noqa: E402
+from measurement import add_allow_dirty_argument, finish_record, start_record  # noqa: E402
 
 from pinmem.evaluation import ConfusionMatrix, InferenceSettings, infer  # noqa: E402
 from pinmem.models import build_model  # noqa: E402
@@ -61,10 +61,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None,
                         help="the JSON to write (default results/measurements/bench_eval.json)")
+    add_allow_dirty_argument(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    record = start_record("bench_eval", argv)
+    record = start_record("bench_eval", argv, allow_dirty=args.allow_dirty)
     device = resolve_device(args.device)
     w, h = (int(v) for v in args.size.lower().split("x"))
     model = build_model(arch=args.arch, backbone=args.backbone, memory=True).to(device).eval()

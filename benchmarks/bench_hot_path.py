@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measurement import finish_record, start_record  # noqa: E402
+from measurement import add_allow_dirty_argument, finish_record, start_record  # noqa: E402
 
 from pinmem.data.examples import write_examples  # noqa: E402
 from pinmem.data.sampling import build_train_loader  # noqa: E402
@@ -97,11 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warm-cache", action="store_true", help="keep the compiler's usual cache")
     parser.add_argument("--out", default=None,
                         help="the JSON to write (default results/measurements/bench_hot_path_<method>.json)")
+    add_allow_dirty_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if "defaults" not in args.variants:
         args.variants.insert(0, "defaults")
-    record = start_record(f"bench_hot_path_{args.method}", argv, script="bench_hot_path.py")
+    record = start_record(f"bench_hot_path_{args.method}", argv, script="bench_hot_path.py",
+                          allow_dirty=args.allow_dirty)
     previous_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     with tempfile.TemporaryDirectory() as tmp:
         if not args.warm_cache:

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_augmentation import structured_pair  # noqa: E402
-from dg_street import git_commit  # noqa: E402
+from measurement import add_allow_dirty_argument, provenance  # noqa: E402
 
 from pinmem.data import build_training_dataset  # noqa: E402
 from pinmem.data.sampling import SamplerConfig, build_train_loader  # noqa: E402
@@ -193,7 +193,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--scale-to", type=int, default=16, help="worker count to extrapolate to")
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "bench_loader_cache")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "measurements" / "bench_loader.json")
+    add_allow_dirty_argument(parser)
     args = parser.parse_args(argv)
+    code = provenance(args.allow_dirty)  # refused before measuring, not after
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     sources = build_sources(args)
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     extrapolated = extrapolate(results, images_per_iteration, args.scale_to)
     record = {
         "benchmark": "bench_loader",
-        "git_commit": git_commit(),
+        **code,
         "command": shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["bench_loader", *argv]),
         "cpu_count": os.cpu_count(),
         "cpu": platform.processor() or platform.machine(),

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measurement import finish_record, start_record  # noqa: E402
+from measurement import add_allow_dirty_argument, finish_record, start_record  # noqa: E402
 
 from pinmem.models import build_model  # noqa: E402
 from pinmem.runtime import AMP_MODES, autocast, resolve_device  # noqa: E402
@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", "--json", type=Path, default=None,
                    help="the JSON to write (default results/measurements/bench_models.json)")
     p.add_argument("--peak-only", choices=["plain", "memory"], help=argparse.SUPPRESS)
+    add_allow_dirty_argument(p)
     args = p.parse_args(argv)
     args.device = str(resolve_device(args.device))
     torch.set_num_threads(args.threads)
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.peak_only:
         print(f"{peak_memory_mb(args, args.peak_only == 'memory'):.1f}")
         return
-    record = start_record("bench_models", argv)
+    record = start_record("bench_models", argv, allow_dirty=args.allow_dirty)
     result = run(args)
     print(
         f"{result.arch} {result.backbone} {result.size} batch {result.batch} on {result.device} "

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measurement import finish_record, start_record  # noqa: E402
+from measurement import add_allow_dirty_argument, finish_record, start_record  # noqa: E402
 
 SOURCES = ("gtav", "synthia")
 
@@ -76,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overrides", nargs="*", default=[], help="more key=value settings for every run")
     parser.add_argument("--out", type=Path, default=None,
                         help="the JSON to write (default results/measurements/bench_process.json)")
+    add_allow_dirty_argument(parser)
     args = parser.parse_args(argv)
     if args.long <= args.short:
         parser.error("--long must be larger than --short")
-    record = start_record("bench_process", argv)
+    record = start_record("bench_process", argv, allow_dirty=args.allow_dirty)
     with tempfile.TemporaryDirectory(prefix="bench_process_") as tmp:
         world = make_world(args.world or Path(tmp) / "world", args.num_train, (2 * args.size, args.size))
         walls: dict[str, dict[int, list[float]]] = {m: {args.short: [], args.long: []} for m in args.methods}

@@ -28,7 +28,7 @@ import cv2  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measurement import finish_record, start_record  # noqa: E402
+from measurement import add_allow_dirty_argument, finish_record, start_record  # noqa: E402
 
 DEFAULT_STYLES = ("gtav", "synthia", "idd", "cityscapes", "bdd100k")
 
@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--out", default=None, help="where to write (default: a temporary folder, removed)")
     parser.add_argument("--json", type=Path, default=None,
                         help="the measurement JSON (default results/measurements/bench_synth.json)")
+    add_allow_dirty_argument(parser)
     args = parser.parse_args(argv)
-    record = start_record("bench_synth", argv)
+    record = start_record("bench_synth", argv, allow_dirty=args.allow_dirty)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     cv2.setNumThreads(1)

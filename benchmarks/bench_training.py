@@ -27,10 +27,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measurement import add_allow_dirty_argument, provenance  # noqa: E402
 
 from pinmem.engine.config import load_config, model_kwargs
 from pinmem.engine.distributed import DistContext
@@ -196,7 +201,8 @@ def report(variants: list[str], wall: dict[str, list[float]], cpu: dict[str, lis
               f"{c:6.2f} {cr:6.2f} {sys_share:5.1f} {peak:9.0f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump({"args": vars(args), "load_average": os.getloadavg(), "variants": rows}, out, indent=1)
+            json.dump({**provenance(args.allow_dirty), "args": vars(args), "load_average": os.getloadavg(),
+                       "variants": rows}, out, indent=1)
 
 
 def main() -> None:
@@ -215,7 +221,10 @@ def main() -> None:
     parser.add_argument("--profile-rows", type=int, default=12)
     parser.add_argument("--json", default=None, help="also write the timings to this JSON file")
     parser.add_argument("--measure-memory", default=None, help=argparse.SUPPRESS)
+    add_allow_dirty_argument(parser)
     args = parser.parse_args()
+    if args.json:
+        provenance(args.allow_dirty)  # an uncommitted tree is refused before measuring, not after
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.measure_memory:

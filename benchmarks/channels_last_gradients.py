@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measurement import finish_record, start_record  # noqa: E402
+from measurement import add_allow_dirty_argument, finish_record, start_record  # noqa: E402
 
 
 def gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, channels_last: bool) -> list[torch.Tensor]:
@@ -51,10 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    add_allow_dirty_argument(parser)
     args = parser.parse_args(argv)
     from pinmem.models import build_model
 
-    record = start_record("channels_last_gradients", argv)
+    record = start_record("channels_last_gradients", argv, allow_dirty=args.allow_dirty)
     torch.manual_seed(args.seed)
     weights = None if args.weights == "none" else args.weights
     base = build_model(arch="deeplabv3plus", backbone=args.backbone, backbone_weights=weights, memory=False).train()

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "benchmarks"), str(REPO)]  # the sibling benchmarks; pinmem from this tree
 
 from bench_training import VARIANTS, make, one_step  # noqa: E402
-from dg_street import git_commit  # noqa: E402
+from measurement import add_allow_dirty_argument, provenance  # noqa: E402
 
 from pinmem.engine.config import load_config, model_kwargs  # noqa: E402
 from pinmem.models import build_model  # noqa: E402
@@ -62,6 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--protocol-iterations", type=int, default=PROTOCOL_ITERATIONS)
     p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads) on --device cpu")
     p.add_argument("--out", type=Path, default=REPO / "results" / "device")
+    add_allow_dirty_argument(p)
     args = p.parse_args(argv)
     for key, value in (TINY if args.tiny else FULL).items():
         if getattr(args, key) is None:
@@ -185,6 +186,7 @@ def markdown(record: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    code = provenance(args.allow_dirty)  # refused before measuring, not after
     torch.manual_seed(0)
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"inference memory ÷ baseline at {args.infer_size}: {inference['ratio_median']:.4f}", flush=True)
     record = {
         "benchmark": "device_check",
-        "git_commit": git_commit(),
+        **code,
         "command": shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["device_check", *argv]),
         "device_name": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)",
         "torch": torch.__version__,

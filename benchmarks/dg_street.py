@@ -23,7 +23,6 @@ on the targets: the budget is fixed by wall time, the learning rate by leave-one
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import logging
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from measurement import git_commit, machine_info
+from measurement import add_allow_dirty_argument, machine_info, provenance
 from street_report import is_clean, report, report_budget
 
 from pinmem.engine.method_specs import METHOD_NAMES as METHODS  # every method, in the registry order
@@ -237,10 +236,15 @@ def evaluate_checkpoint(checkpoint: Path, roots: dict[str, Path], eval_overrides
     return scores
 
 
-@functools.cache
-def process_commit() -> str:
-    """HEAD when this process started (its first call is at start-up), ``-dirty`` with uncommitted changes."""
-    return git_commit()
+_PROVENANCE: dict[str, Any] = {}
+
+
+def process_provenance(allow_dirty: bool = False) -> dict[str, Any]:
+    """The code this process runs, taken at its first call (at start-up, before any run): HEAD, and on an
+    uncommitted tree a refusal unless ``allow_dirty`` (measurement.provenance); recorded in every result file."""
+    if not _PROVENANCE:
+        _PROVENANCE.update(provenance(allow_dirty))
+    return dict(_PROVENANCE)
 
 
 def run_one(budget: Budget, run: Run, results: Path, work: Path, argv: list[str],
@@ -281,7 +285,7 @@ def run_one(budget: Budget, run: Run, results: Path, work: Path, argv: list[str]
         "wall_s": round(time.time() - start, 1), "train_s": round(train_s, 1) if trained_here else None,
         "resumed_from": resumed_from,
         "torch_threads": torch.get_num_threads(), "machine": machine_info(budget.device),
-        "git_commit": process_commit(), "command": shlex.join(["python", "benchmarks/dg_street.py", *argv,
+        **process_provenance(), "command": shlex.join(["python", "benchmarks/dg_street.py", *argv,
                                                                "--only", run.key]),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -304,7 +308,8 @@ def settle(path: Path, result: dict[str, Any]) -> dict[str, Any]:
         old = json.loads(path.read_text())
         if all(old[k] == result[k] for k in SCORES):
             old.setdefault("reproductions", []).append(
-                {k: result[k] for k in ("git_commit", "machine", "finished", "train_s", "command")})
+                {k: result[k] for k in ("git_commit", "dirty", "diff_sha256", "machine", "finished", "train_s",
+                                        "command") if k in result})
             result = old
         else:
             result["replaces"] = {k: old.get(k) for k in ("git_commit", "finished", *SCORES, "source_val_miou",
@@ -352,7 +357,7 @@ def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"lr": lr, "synthia_val_miou": miou, "train": "gtav", "validate": "synthia val",
                                     "budget": budget.name, "wall_s": round(time.time() - start, 1),
-                                    "git_commit": git_commit(), "overrides": overrides}, indent=1))
+                                    **process_provenance(), "overrides": overrides}, indent=1))
         log.info("lr %g: synthia val mIoU %.2f", lr, miou)
     return scores
 
@@ -393,9 +398,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="train and evaluate here (cpu, cuda, cuda:N)")
     parser.add_argument("--world-size", type=int, nargs=2, default=Budget.world_size, metavar=("WIDTH", "HEIGHT"))
+    add_allow_dirty_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    process_commit()  # the code this process runs, recorded in every result it writes
+    if not (args.prepare_world or args.report or args.report_budget or args.list):
+        process_provenance(args.allow_dirty)  # the code this process runs, recorded in every result it writes
     torch.set_num_threads(args.threads)
     budget = Budget(backbone=args.backbone, pretrained=not args.scratch, iterations=args.iterations,
                     crop=args.crop, lr=args.lr, num_train=args.num_train, num_val=args.num_val,

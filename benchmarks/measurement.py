@@ -10,6 +10,8 @@ wall time.
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import os
 import platform
@@ -36,6 +38,40 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+#: set (to anything but "" or "0") to allow writing from an uncommitted tree without --allow-dirty: the test suite
+#: sets it, because it runs the benchmarks at toy size inside a working tree
+ALLOW_DIRTY_ENV = "PINMEM_ALLOW_DIRTY"
+
+
+def add_allow_dirty_argument(parser: argparse.ArgumentParser) -> None:
+    """The one flag with which every benchmark that writes a result file accepts an uncommitted tree."""
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="write the result file even with uncommitted changes to tracked files (it then says "
+                             '"dirty": true and records the hash of the diff)')
+
+
+def provenance(allow_dirty: bool = False) -> dict[str, Any]:
+    """The code a result file comes from: ``{"git_commit": HEAD}`` on a clean tree. A tree with uncommitted
+    changes to tracked files (outside ``results/``) is refused with one line and exit status 2, so that no
+    committed number comes from code that is not in the history; with ``allow_dirty`` (or ``PINMEM_ALLOW_DIRTY``)
+    the record says ``"dirty": true`` and carries the SHA-256 of ``git diff HEAD``, which names the code exactly
+    enough to tell two dirty runs apart."""
+    commit = git_commit()
+    if not commit.endswith("-dirty"):
+        return {"git_commit": commit}
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+                             cwd=REPO, capture_output=True, text=True).stdout.split("\n")
+    if not (allow_dirty or os.environ.get(ALLOW_DIRTY_ENV, "") not in ("", "0")):
+        files = ", ".join(line[3:] for line in changed if line.strip())
+        print(f"benchmarks: error: uncommitted changes to tracked files ({files}): a result file must come from "
+              "committed code; commit them (or run from a clean worktree), or pass --allow-dirty to write it "
+              'marked "dirty": true', file=sys.stderr)
+        raise SystemExit(2)
+    diff = subprocess.run(["git", "diff", "HEAD", "--", ".", ":(exclude)results"], cwd=REPO,
+                          capture_output=True).stdout
+    return {"git_commit": commit, "dirty": True, "diff_sha256": hashlib.sha256(diff).hexdigest()}
 
 
 def cpu_model() -> str:
@@ -70,14 +106,16 @@ def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
 
 
-def start_record(name: str, argv: list[str] | None = None, script: str | None = None) -> dict[str, Any]:
-    """The header of a measurement: taken before measuring (the load average then, the start time)."""
+def start_record(name: str, argv: list[str] | None = None, script: str | None = None,
+                 allow_dirty: bool = False) -> dict[str, Any]:
+    """The header of a measurement: taken before measuring (the load average then, the start time); refuses an
+    uncommitted tree unless ``allow_dirty`` (see :func:`provenance`)."""
     import torch
 
     args = sys.argv[1:] if argv is None else list(argv)
     return {
         "benchmark": name,
-        "git_commit": git_commit(),
+        **provenance(allow_dirty),
         "command": shlex.join(["python", f"benchmarks/{script or name + '.py'}", *args]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cpu_count": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pinmem.data import build_dataset
-from pinmem.data.labels import colorize
-from pinmem.evaluation.metrics import ConfusionMatrix
-from pinmem.training.checkpoint import load_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measurement import add_allow_dirty_argument, provenance  # noqa: E402
+
+from pinmem.data import build_dataset  # noqa: E402
+from pinmem.data.labels import colorize  # noqa: E402
+from pinmem.evaluation.metrics import ConfusionMatrix  # noqa: E402
+from pinmem.training.checkpoint import load_model  # noqa: E402
 
 DOMAINS = ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary")
 
@@ -142,13 +147,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--images", type=int, default=40, help="val images per domain")
     parser.add_argument("--threads", type=int, default=2)
+    add_allow_dirty_argument(parser)
     args = parser.parse_args()
+    code = provenance(args.allow_dirty)  # refused before measuring, not after
     torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint).model
     if model.memory is None:
         raise SystemExit(f"{args.checkpoint} has no memory module")
     datasets = {d: build_dataset(d, args.world / d, "val") for d in DOMAINS}
-    report = {"checkpoint": str(args.checkpoint), "slots": slot_similarity(model.memory.slots),
+    report = {**code, "checkpoint": str(args.checkpoint), "slots": slot_similarity(model.memory.slots),
               "domains": {d: diagnose_domain(model, ds, args.images) for d, ds in datasets.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "diagnostics.json").write_text(json.dumps(report, indent=1))

@@ -35,7 +35,8 @@ def load_results(folder: Path) -> list[dict[str, Any]]:
 
 def is_clean(result: dict[str, Any]) -> bool:
     """From a committed tree, or reproduced to every digit by a rerun from one."""
-    return not str(result.get("git_commit", "")).endswith("-dirty") or bool(result.get("reproductions"))
+    committed = [r.get("git_commit", "") for r in [result, *result.get("reproductions", [])]]
+    return any(not str(c).endswith("-dirty") for c in committed)  # a reproduction from a dirty tree does not count
 
 
 def processors(result: dict[str, Any]) -> set[str]:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measurement import REPO, finish_record, start_record  # noqa: E402
+from measurement import REPO, add_allow_dirty_argument, finish_record, start_record  # noqa: E402
 
 from pinmem.data import build_dataset  # noqa: E402
 from pinmem.data.labels import IGNORE, NUM_CLASSES  # noqa: E402
@@ -104,9 +104,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "synth_oracle", help="where the world is written")
     parser.add_argument("--out", type=Path, default=None,
                         help="the JSON to write (default results/measurements/synth_oracle.json)")
+    add_allow_dirty_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    record = start_record("synth_oracle", argv)
+    record = start_record("synth_oracle", argv, allow_dirty=args.allow_dirty)
     width, height = (int(v) for v in args.size.lower().split("x"))
     counts = {s: (args.train_num if s in SOURCES else 2 * args.train_num if s == ORACLE else 0) for s in STYLES}
     start = time.perf_counter()

@@ -44,3 +44,47 @@ def test_synth_oracle_runs_and_records_the_table(tmp_path):
     assert set(results["miou"]) == {"gtav + synthia (ERM)", "cityscapes (oracle)"}
     assert all(len(row) == 6 for row in results["miou"].values())
     assert results["train_scenes"] == {"gtav": 2, "synthia": 2, "cityscapes": 4}
+
+
+def _git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_result_file_from_an_uncommitted_tree_is_refused(tmp_path, monkeypatch, capsys):
+    """Results from committed code only: a change to tracked code refuses the file (exit 2, one line naming the
+    changed file, nothing written); --allow-dirty writes it marked "dirty" with the diff's hash; a changed result
+    file does not count (a grid rewrites its own files)."""
+    measurement = _script("measurement")
+    repo = tmp_path / "repo"
+    (repo / "results").mkdir(parents=True)
+    (repo / "code.py").write_text("x = 1\n")
+    (repo / "results" / "old.json").write_text("{}\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "code")
+    head = _git(repo, "rev-parse", "HEAD")
+    monkeypatch.setattr(measurement, "REPO", repo)
+    monkeypatch.delenv("PINMEM_ALLOW_DIRTY", raising=False)
+    (repo / "results" / "old.json").write_text('{"rewritten": true}\n')
+    assert measurement.provenance() == {"git_commit": head}
+
+    (repo / "code.py").write_text("x = 2\n")
+    out = tmp_path / "aug.json"
+    argv = ["--images", "2", "--crop", "128", "--out", str(out)]
+    try:
+        _script("bench_augmentation").main(argv)
+        raise AssertionError("an uncommitted tree was accepted")
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and "code.py" in message and "--allow-dirty" in message
+    assert not out.exists()
+
+    _script("bench_augmentation").main([*argv, "--allow-dirty"])
+    record = json.loads(out.read_text())
+    assert record["git_commit"] == head + "-dirty" and record["dirty"] is True
+    assert len(record["diff_sha256"]) == 64
+    monkeypatch.setenv("PINMEM_ALLOW_DIRTY", "1")
+    assert measurement.provenance()["diff_sha256"] == record["diff_sha256"]

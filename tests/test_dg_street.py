@@ -106,7 +106,7 @@ def test_reproduce_adds_a_reproduction_or_replaces_a_result(bench, tiny_grid):
     assert again["git_commit"].endswith("-dirty") and len(again["reproductions"]) == 1
     assert "--reproduce" not in again["reproductions"][0]["command"]
     replaced = json.loads(pinmem.read_text())  # other scores: the rerun's, the old ones kept
-    assert replaced["git_commit"] == bench.process_commit() and "reproductions" not in replaced
+    assert replaced["git_commit"] == bench.process_provenance()["git_commit"] and "reproductions" not in replaced
     assert replaced["replaces"]["target_miou"]["cityscapes"] == tampered["target_miou"]["cityscapes"]
     assert replaced["target_miou"]["cityscapes"] == tampered["target_miou"]["cityscapes"] - 1.0
     assert "reproductions" not in json.loads(mldg.read_text())  # clean: not rerun
