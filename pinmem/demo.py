@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
 import time
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,10 @@ class DemoSettings:
     loader_workers: int = 1
     #: train in the channels-last layout (the evaluation always is)
     channels_last: bool = False
+    #: the methods train and evaluate in this many processes at once, the cores shared out as torch threads
+    #: (on a 2-core CPU two one-thread processes beat one two-thread process running them in turn:
+    #: ``benchmarks/bench_demo.py``, docs/performance.md); None: one per method, up to the cores; 1: in turn, here
+    processes: int | None = None
     examples: int = 2
     progress: bool = True
     extra_overrides: tuple[str, ...] = field(default_factory=tuple)
@@ -210,6 +217,56 @@ def write_report(settings: DemoSettings, reports: dict[str, dict[str, Any]], che
     return folder
 
 
+def _train_and_evaluate(settings: DemoSettings, method: str, roots: dict[str, Path],
+                        threads: int) -> tuple[Path, dict[str, Any], float, float]:
+    """One method's training and evaluation with ``threads`` torch threads: the body of a demo process."""
+    import torch
+
+    torch.set_num_threads(threads)
+    clock = time.perf_counter()
+    checkpoint = train(settings, method)
+    trained = time.perf_counter()
+    report = evaluate_run(checkpoint, roots, settings.progress)
+    return checkpoint, report, trained - clock, time.perf_counter() - trained
+
+
+def _last_iteration(settings: DemoSettings, method: str) -> int:
+    """The last iteration a run has logged (its ``log.jsonl``), 0 before the first."""
+    log_file = settings.out / "runs" / method / "log.jsonl"
+    try:
+        lines = log_file.read_text().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line).get("iteration", 0))
+        except (ValueError, AttributeError):
+            continue
+    return 0
+
+
+def _in_parallel(settings: DemoSettings, roots: dict[str, Path], processes: int,
+                 ) -> dict[str, tuple[Path, dict[str, Any], float, float]]:
+    """Every method in its own process (``processes`` at a time, the cores shared out as threads); without
+    progress bars, which would interleave, but with a line of each run's iteration every 20 s."""
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    quiet = replace(settings, progress=False)
+    done: dict[str, tuple[Path, dict[str, Any], float, float]] = {}
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        running = {pool.submit(_train_and_evaluate, quiet, m, roots, threads): m for m in settings.methods}
+        while running:
+            finished, _ = wait(running, timeout=20, return_when=FIRST_COMPLETED)
+            for future in finished:
+                method = running.pop(future)
+                done[method] = future.result()
+                print(f"      {method}: trained in {done[method][2]:.0f} s, evaluated in {done[method][3]:.0f} s",
+                      flush=True)
+            if running and settings.progress:
+                print("      " + ", ".join(f"{m} {_last_iteration(settings, m)}/{settings.iterations}"
+                                           for m in running.values()), flush=True)
+    return {m: done[m] for m in settings.methods}
+
+
 def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
     """The whole demo; returns mIoU (%) per method and domain, prints the table, writes the report."""
     stages: dict[str, float] = {}
@@ -224,14 +281,24 @@ def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
     print(f"[1/4] procedural street world -> {settings.out / 'data'}", flush=True)
     roots = make_world(settings)
     done("world")
-    checkpoints = {}
-    for i, method in enumerate(settings.methods):
-        print(f"[2/4] training {method} ({i + 1}/{len(settings.methods)})", flush=True)
-        checkpoints[method] = train(settings, method)
-        done(f"train {method}")
-    print("[3/4] evaluating on the sources' val splits and the unseen targets", flush=True)
-    reports = {m: evaluate_run(p, roots, settings.progress) for m, p in checkpoints.items()}
-    done("evaluate")
+    processes = min(len(settings.methods), os.cpu_count() or 1) if settings.processes is None \
+        else min(settings.processes, len(settings.methods))
+    if processes > 1:
+        print(f"[2-3/4] training and evaluating {', '.join(settings.methods)} in {processes} processes at once",
+              flush=True)
+        results = _in_parallel(settings, roots, processes)
+        checkpoints = {m: r[0] for m, r in results.items()}
+        reports = {m: r[1] for m, r in results.items()}
+        done("train + evaluate")
+    else:
+        checkpoints = {}
+        for i, method in enumerate(settings.methods):
+            print(f"[2/4] training {method} ({i + 1}/{len(settings.methods)})", flush=True)
+            checkpoints[method] = train(settings, method)
+            done(f"train {method}")
+        print("[3/4] evaluating on the sources' val splits and the unseen targets", flush=True)
+        reports = {m: evaluate_run(p, roots, settings.progress) for m, p in checkpoints.items()}
+        done("evaluate")
     print("[4/4] report", flush=True)
     folder = write_report(settings, reports, checkpoints, roots)
     done("report")

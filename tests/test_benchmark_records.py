@@ -88,3 +88,16 @@ def test_a_result_file_from_an_uncommitted_tree_is_refused(tmp_path, monkeypatch
     assert len(record["diff_sha256"]) == 64
     monkeypatch.setenv("PINMEM_ALLOW_DIRTY", "1")
     assert measurement.provenance()["diff_sha256"] == record["diff_sha256"]
+
+
+def test_demo_benchmark_times_both_modes(tmp_path):
+    out = tmp_path / "demo.json"
+    results = _script("bench_demo").main(["--tiny", "--out", str(out)])
+    record = _record(out, "bench_demo", f"python benchmarks/bench_demo.py --tiny --out {out}")
+    assert record == json.loads(json.dumps(results))
+    for mode in ("one after the other", "one process per method"):
+        (run,) = results["runs"][mode]
+        assert run["process_s"] > 0 and "report" in run
+    assert "train + evaluate" in results["runs"]["one process per method"][0]
+    assert "train erm" in results["runs"]["one after the other"][0]
+    assert results["ratio_parallel_to_sequential"] > 0

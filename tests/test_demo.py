@@ -7,8 +7,9 @@ from pinmem.cli import main
 
 def test_demo_runs_end_to_end_and_reuses_finished_steps(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--tiny", "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    assert main(["demo", "--tiny", "--out", str(out), "--quiet", "--workers", "1", "--processes", "2"]) == 0
     text = capsys.readouterr().out
+    assert "in 2 processes at once" in text and "erm: trained in" in text
     assert "method" in text and "erm" in text and "pinmem" in text and "target mean" in text
     report = out / "report"
     summary = json.loads((report / "summary.json").read_text())["miou_percent"]
@@ -21,5 +22,6 @@ def test_demo_runs_end_to_end_and_reuses_finished_steps(tmp_path, capsys):
     for method in ("erm", "pinmem"):
         assert (out / "runs" / method / "checkpoints" / "last.pt").is_file()
     stamp = (out / "runs" / "erm" / "checkpoints" / "last.pt").stat().st_mtime_ns
-    assert main(["demo", "--tiny", "--out", str(out), "--quiet", "--workers", "1"]) == 0  # reuses the runs
+    # one after the other this time (the first run trained both at once): the finished runs are reused
+    assert main(["demo", "--tiny", "--out", str(out), "--quiet", "--workers", "1", "--processes", "1"]) == 0
     assert (out / "runs" / "erm" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp

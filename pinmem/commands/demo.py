@@ -29,6 +29,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings.backbone_weights = None if args.backbone_weights == "none" else args.backbone_weights
     if args.channels_last is not None:
         settings.channels_last = args.channels_last
+    if args.processes is not None:
+        settings.processes = args.processes
     if args.tiny:  # a smoke run of the whole path (seconds): the numbers mean nothing
         settings.iterations, settings.num_train, settings.num_val = args.iterations or 2, 8, 2
         settings.size, settings.crop, settings.batch_per_domain, settings.examples = (96, 48), 48, 2, 1
@@ -56,6 +58,9 @@ def register(subparsers: Any) -> None:
                       help="train in the channels-last layout (default: off; 0.92-0.95x the training time on CPU, but "
                            "float32 gradients further from float64's: docs/results.md, the demo)")
     demo.add_argument("--workers", type=int, default=2, help="processes rendering the world")
+    demo.add_argument("--processes", type=int, default=None,
+                      help="methods trained and evaluated at once, the cores shared out as threads (default: one "
+                           "process per method, up to the cores; 1: one after the other)")
     demo.add_argument("--tiny", action="store_true", help="a seconds-long smoke run of the whole path")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
