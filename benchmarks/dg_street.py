@@ -410,8 +410,10 @@ def main(argv: list[str] | None = None) -> None:
     folder = args.results / budget.name
     budget_argv = _strip_selection(argv)
     if args.select_lr is not None:
-        print(json.dumps(select_lr(budget, args.work, args.results, args.select_lr or [0.005, 0.01, 0.02, 0.05]),
-                         indent=1))
+        scores = select_lr(budget, args.work, args.results, args.select_lr or [0.005, 0.01, 0.02, 0.05])
+        summary = json.dumps({f"{lr:g}": miou for lr, miou in scores.items()}, indent=1)
+        (args.results / "lr_selection" / "summary.json").write_text(summary + "\n")
+        print(summary)
         return
     if args.prepare_world:
         world_roots(budget, args.work / "world", args.results / "world")

@@ -126,3 +126,18 @@ def test_the_report_shows_the_released_and_the_fair_comparison(bench, tiny_grid,
     text = readme.read_text()
     assert "| 1 it. target | 1 it. source | 2 it. target |" in text and "| pinmem | jitter | " in text
     assert (root / "results" / "BUDGET.md").is_file() and (root / "results" / "budget_curve.png").is_file()
+
+
+def test_lr_selection_writes_one_file_per_lr_and_the_summary(bench, tmp_path, capsys):
+    """Leave-one-domain-out lr selection (gtav -> synthia val): a file per candidate naming the commit, and the
+    summary the docs quote; a rerun skips the candidates that have a file."""
+    args = [*TINY, "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
+    bench.main([*args, "--select-lr", "0.01", "0.02"])
+    folder = tmp_path / "results" / "lr_selection"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert list(summary) == ["0.01", "0.02"] and all(0 <= v <= 100 for v in summary.values())
+    one = json.loads((folder / "erm-gtav-to-synthia-lr0.01.json").read_text())
+    assert one["synthia_val_miou"] == summary["0.01"] and one["git_commit"] and one["train"] == "gtav"
+    stamp = (folder / "erm-gtav-to-synthia-lr0.01.json").stat().st_mtime_ns
+    bench.main([*args, "--select-lr", "0.01"])
+    assert (folder / "erm-gtav-to-synthia-lr0.01.json").stat().st_mtime_ns == stamp
