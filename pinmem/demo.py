@@ -40,12 +40,14 @@ TARGETS = ("cityscapes", "bdd100k", "mapillary")
 
 @dataclass
 class DemoSettings:
-    """Sizes chosen so that the demo, set-up included, finishes in under 10 minutes on a 2-core CPU.
+    """Sizes chosen so that the demo, set-up included, finishes in under 8 minutes on a 2-core CPU.
 
     The backbone is EfficientNet-Lite0 with its packaged ImageNet weights: at the street-world benchmark's
     setting it beats the same network from scratch by 14 target mIoU for the same time (docs/results.md), and the
     same page compares this demo with the earlier ResNet-18-from-scratch one. lr 0.05 is the benchmark's, chosen
-    on the sources (train on gtav, score on synthia); 150 iterations of 160² crops keep the demo under 10 minutes.
+    on the sources (train on gtav, score on synthia). 150 iterations of 128² crops (the benchmark's are 160²) and
+    50 val images per source (100 per target) keep it under 8 minutes on the slower of the 2-core machines we
+    measured (docs/performance.md, "Whole processes and the demo").
     Speed settings (docs/results.md, the demo paragraphs): one loader worker; the evaluation runs channels-last
     (0.74× its time on the 2-core CPU; logits equal to float rounding). Training stays in the default layout:
     from a fresh clone, channels-last training took erm 136 s instead of 146 s and pinmem 186 s as before
@@ -60,11 +62,13 @@ class DemoSettings:
     #: ``imagenet`` for the packaged EfficientNet-Lite0 weights, a local file for a ResNet, None from scratch
     backbone_weights: str | None = "imagenet"
     iterations: int = 150
-    crop: int = 160
+    crop: int = 128
     batch_per_domain: int = 4
     lr: float = 0.05
     num_train: int = 500
+    #: val images per target style, and per source style (the sources' scores only check that training worked)
     num_val: int = 100
+    num_val_sources: int = 50
     size: tuple[int, int] = (320, 160)
     seed: int = 304
     #: world-generation processes
@@ -73,10 +77,11 @@ class DemoSettings:
     loader_workers: int = 1
     #: train in the channels-last layout (the evaluation always is)
     channels_last: bool = False
-    #: the methods train and evaluate in this many processes at once, the cores shared out as torch threads
-    #: (on a 2-core CPU two one-thread processes beat one two-thread process running them in turn:
-    #: ``benchmarks/bench_demo.py``, docs/performance.md); None: one per method, up to the cores; 1: in turn, here
-    processes: int | None = None
+    #: the methods train and evaluate in this many processes at once, the cores shared out as torch threads; None:
+    #: one per method, up to the cores. 1 (in turn, in this process, with progress bars) is the default: on the
+    #: 2-core CPU, two one-thread processes took 1.00× the time of one two-thread process
+    #: (``benchmarks/bench_demo.py``, docs/performance.md)
+    processes: int | None = 1
     examples: int = 2
     progress: bool = True
     extra_overrides: tuple[str, ...] = field(default_factory=tuple)
@@ -103,7 +108,8 @@ def make_world(settings: DemoSettings) -> dict[str, Path]:
 
     counts = {name: (settings.num_train if name in SOURCES else 0) for name in (*SOURCES, *TARGETS)}
     return generate_world(settings.out / "data", styles=(*SOURCES, *TARGETS), num_train=counts,
-                          num_val=settings.num_val, size=settings.size, seed=0, workers=settings.workers,
+                          num_val={n: settings.num_val_sources if n in SOURCES else settings.num_val for n in counts},
+                          size=settings.size, seed=0, workers=settings.workers,
                           progress=settings.progress)
 
 

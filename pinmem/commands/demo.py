@@ -32,7 +32,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.processes is not None:
         settings.processes = args.processes
     if args.tiny:  # a smoke run of the whole path (seconds): the numbers mean nothing
-        settings.iterations, settings.num_train, settings.num_val = args.iterations or 2, 8, 2
+        settings.iterations, settings.num_train = args.iterations or 2, 8
+        settings.num_val = settings.num_val_sources = 2
         settings.size, settings.crop, settings.batch_per_domain, settings.examples = (96, 48), 48, 2, 1
     run_demo(settings)
     return 0
@@ -49,7 +50,7 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--methods", nargs="+", default=["erm", "pinmem"], choices=METHOD_NAMES)
     demo.add_argument("--iterations", type=int, default=None, help="training iterations per method (default 150)")
-    demo.add_argument("--crop", type=int, default=None, help="training crop size (default 160)")
+    demo.add_argument("--crop", type=int, default=None, help="training crop size (default 128)")
     demo.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05)")
     demo.add_argument("--backbone", default=None, help="model.backbone (default efficientnet_lite0)")
     demo.add_argument("--backbone-weights", default=None,
@@ -59,8 +60,8 @@ def register(subparsers: Any) -> None:
                            "float32 gradients further from float64's: docs/results.md, the demo)")
     demo.add_argument("--workers", type=int, default=2, help="processes rendering the world")
     demo.add_argument("--processes", type=int, default=None,
-                      help="methods trained and evaluated at once, the cores shared out as threads (default: one "
-                           "process per method, up to the cores; 1: one after the other)")
+                      help="methods trained and evaluated at once, the cores shared out as threads (default 1: one "
+                           "after the other; 2 took as long on a 2-core CPU: docs/performance.md)")
     demo.add_argument("--tiny", action="store_true", help="a seconds-long smoke run of the whole path")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
