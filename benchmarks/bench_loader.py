@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -34,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_augmentation import structured_pair  # noqa: E402
-from measurement import add_allow_dirty_argument, provenance  # noqa: E402
+from measurement import add_allow_dirty_argument, cpu_model, provenance  # noqa: E402
 
 from pinmem.data import build_training_dataset  # noqa: E402
 from pinmem.data.sampling import SamplerConfig, build_train_loader  # noqa: E402
@@ -210,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **code,
         "command": shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["bench_loader", *argv]),
         "cpu_count": os.cpu_count(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "torch": torch.__version__,
