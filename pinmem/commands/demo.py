@@ -49,8 +49,8 @@ def register(subparsers: Any) -> None:
     )
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--methods", nargs="+", default=["erm", "pinmem"], choices=METHOD_NAMES)
-    demo.add_argument("--iterations", type=int, default=None, help="training iterations per method (default 130)")
-    demo.add_argument("--crop", type=int, default=None, help="training crop size (default 128)")
+    demo.add_argument("--iterations", type=int, default=None, help="training iterations per method (default 150)")
+    demo.add_argument("--crop", type=int, default=None, help="training crop size (default 112)")
     demo.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05)")
     demo.add_argument("--backbone", default=None, help="model.backbone (default efficientnet_lite0)")
     demo.add_argument("--backbone-weights", default=None,
