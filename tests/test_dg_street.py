@@ -131,7 +131,8 @@ def test_the_report_shows_the_released_and_the_fair_comparison(bench, tiny_grid,
 def test_lr_selection_writes_one_file_per_lr_and_the_summary(bench, tmp_path, capsys):
     """Leave-one-domain-out lr selection (gtav -> synthia val): a file per candidate naming the commit, and the
     summary the docs quote; a rerun skips the candidates that have a file."""
-    args = [*TINY, "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
+    # the selection trains on gtav alone with twice the batch: 8 scenes make one epoch of it
+    args = [*TINY, "--num-train", "8", "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
     bench.main([*args, "--select-lr", "0.01", "0.02"])
     folder = tmp_path / "results" / "lr_selection"
     summary = json.loads((folder / "summary.json").read_text())
