@@ -201,8 +201,8 @@ def report(variants: list[str], wall: dict[str, list[float]], cpu: dict[str, lis
               f"{c:6.2f} {cr:6.2f} {sys_share:5.1f} {peak:9.0f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump({**provenance(args.allow_dirty), "args": vars(args), "load_average": os.getloadavg(),
-                       "variants": rows}, out, indent=1)
+            json.dump({**args.code, "args": {k: v for k, v in vars(args).items() if k != "code"},
+                       "load_average": os.getloadavg(), "variants": rows}, out, indent=1)
 
 
 def main() -> None:
@@ -223,8 +223,8 @@ def main() -> None:
     parser.add_argument("--measure-memory", default=None, help=argparse.SUPPRESS)
     add_allow_dirty_argument(parser)
     args = parser.parse_args()
-    if args.json:
-        provenance(args.allow_dirty)  # an uncommitted tree is refused before measuring, not after
+    # the code the timings come from, taken (and an uncommitted tree refused) before measuring, not after
+    args.code = provenance(args.allow_dirty) if args.json else {}
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.measure_memory:

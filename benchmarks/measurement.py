@@ -26,18 +26,23 @@ REPO = Path(__file__).resolve().parent.parent
 MEASUREMENTS = REPO / "results" / "measurements"
 
 
-def git_commit() -> str:
-    """``HEAD``'s hash, with ``-dirty`` when tracked files outside ``results/`` differ from it (``unknown`` outside
-    a checkout). Result files do not count: they are what the code writes (a grid rewrites its own reproduced
-    files as it goes), not the code that produced a number."""
+def _head_and_changes() -> tuple[str, list[str]]:
+    """``HEAD``'s hash and the tracked files outside ``results/`` that differ from it (``unknown`` and none
+    outside a checkout). Result files do not count: they are what the code writes (a grid rewrites its own
+    reproduced files as it goes), not the code that produced a number."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)results"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 ":(exclude)results"], cwd=REPO, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("-dirty" if dirty else "")
+        return "unknown", []
+    return head.stdout.strip(), [line[3:] for line in status.stdout.splitlines() if line.strip()]
+
+
+def git_commit() -> str:
+    """``HEAD``'s hash, with ``-dirty`` when tracked files outside ``results/`` differ from it."""
+    head, changed = _head_and_changes()
+    return head + ("-dirty" if changed else "")
 
 
 #: set (to anything but "" or "0") to allow writing from an uncommitted tree without --allow-dirty: the test suite
@@ -58,20 +63,17 @@ def provenance(allow_dirty: bool = False) -> dict[str, Any]:
     committed number comes from code that is not in the history; with ``allow_dirty`` (or ``PINMEM_ALLOW_DIRTY``)
     the record says ``"dirty": true`` and carries the SHA-256 of ``git diff HEAD``, which names the code exactly
     enough to tell two dirty runs apart."""
-    commit = git_commit()
-    if not commit.endswith("-dirty"):
-        return {"git_commit": commit}
-    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
-                             cwd=REPO, capture_output=True, text=True).stdout.split("\n")
+    head, changed = _head_and_changes()
+    if not changed:
+        return {"git_commit": head}
     if not (allow_dirty or os.environ.get(ALLOW_DIRTY_ENV, "") not in ("", "0")):
-        files = ", ".join(line[3:] for line in changed if line.strip())
-        print(f"benchmarks: error: uncommitted changes to tracked files ({files}): a result file must come from "
-              "committed code; commit them (or run from a clean worktree), or pass --allow-dirty to write it "
-              'marked "dirty": true', file=sys.stderr)
+        print(f"benchmarks: error: uncommitted changes to tracked files ({', '.join(changed)}): a result file "
+              "must come from committed code; commit them (or run from a clean worktree), or pass --allow-dirty "
+              'to write it marked "dirty": true', file=sys.stderr)
         raise SystemExit(2)
     diff = subprocess.run(["git", "diff", "HEAD", "--", ".", ":(exclude)results"], cwd=REPO,
                           capture_output=True).stdout
-    return {"git_commit": commit, "dirty": True, "diff_sha256": hashlib.sha256(diff).hexdigest()}
+    return {"git_commit": head + "-dirty", "dirty": True, "diff_sha256": hashlib.sha256(diff).hexdigest()}
 
 
 def cpu_model() -> str:
