@@ -215,8 +215,6 @@ def checkpoint_every(budget: Budget) -> int:
 
 def evaluate_checkpoint(checkpoint: Path, roots: dict[str, Path], eval_overrides: tuple[str, ...],
                         device: str = "cpu") -> dict[str, Any]:
-    from pinmem.data import build_dataset
-    from pinmem.evaluation.evaluate import evaluate
     from pinmem.training.checkpoint import load_model
 
     model = load_model(checkpoint).model
@@ -225,6 +223,15 @@ def evaluate_checkpoint(checkpoint: Path, roots: dict[str, Path], eval_overrides
             model.memory.gumbel_eval = True
         elif item != "model.gumbel_at_eval=true":
             raise ValueError(f"unsupported evaluation override {item}")
+    return evaluate_model(model, roots, device)
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, roots: dict[str, Path], device: str = "cpu") -> dict[str, Any]:
+    """mIoU (%) and per-class IoU of ``model`` on every domain's val split: the grid's protocol."""
+    from pinmem.data import build_dataset
+    from pinmem.evaluation.evaluate import evaluate
+
     scores: dict[str, Any] = {}
     for name in (*SOURCES, *TARGETS):
         torch.manual_seed(0)  # the Gumbel draws of gumbel_test

@@ -12,6 +12,7 @@ from pinmem.evaluation import (
     evaluate,
     infer,
     merge_results,
+    recompute_bn_statistics,
     target_batchnorm,
     window_starts,
 )
@@ -104,6 +105,27 @@ def test_target_bn_uses_batch_statistics_and_keeps_running_stats(memory_model):
     # the setting does the same as the context manager
     torch.testing.assert_close(infer(memory_model, x, target_bn=True).logits, out_tbn, rtol=0, atol=0)
     assert not bn.training and bn.track_running_stats
+
+
+def test_recompute_bn_statistics_averages_batches_and_keeps_the_model_in_eval_mode():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Conv2d(4, 4, 1),
+                          nn.BatchNorm2d(4))
+    model[1].running_mean.fill_(100.0)  # stale statistics, far from what the weights produce
+    batches = [torch.randn(2, 3, 8, 8) * (i + 1) + i for i in range(3)]
+    assert recompute_bn_statistics(model, batches) == 3
+    first = [model[0](x) for x in batches]  # the first BN's inputs
+    torch.testing.assert_close(model[1].running_mean, torch.stack([f.mean((0, 2, 3)) for f in first]).mean(0))
+    torch.testing.assert_close(model[1].running_var, torch.stack([f.var((0, 2, 3)) for f in first]).mean(0))
+    assert not model.training and not any(m.training for m in model) and model[1].momentum == 0.1
+    # with the recomputed statistics, eval mode normalises each batch close to zero mean
+    out = model[:2](torch.cat(batches))
+    assert out.mean((0, 2, 3)).abs().max() < 0.5
+    # nothing to average over: refused, and the statistics stay as they were
+    before = model[1].running_mean.clone()
+    with pytest.raises(ValueError, match="at least one batch"):
+        recompute_bn_statistics(model, [])
+    assert torch.equal(model[1].running_mean, before) and model[1].momentum == 0.1
 
 
 class ListDataset:

@@ -8,7 +8,14 @@ commands live in :mod:`pinmem.commands`. See ``docs/evaluation.md``.
 """
 
 from pinmem.evaluation.evaluate import EvalResult, evaluate, merge_results
-from pinmem.evaluation.inference import InferenceOutput, InferenceSettings, infer, target_batchnorm, window_starts
+from pinmem.evaluation.inference import (
+    InferenceOutput,
+    InferenceSettings,
+    infer,
+    recompute_bn_statistics,
+    target_batchnorm,
+    window_starts,
+)
 from pinmem.evaluation.metrics import ConfusionMatrix, SegmentationMetrics, confusion_counts, metrics_from_matrix
 
 __all__ = [
@@ -22,6 +29,7 @@ __all__ = [
     "infer",
     "merge_results",
     "metrics_from_matrix",
+    "recompute_bn_statistics",
     "target_batchnorm",
     "window_starts",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,3 +259,42 @@ def target_batchnorm(model: nn.Module) -> Iterator[nn.Module]:
             h.remove()
         for m, training, track in saved:
             m.training, m.track_running_stats = training, track
+
+
+@torch.no_grad()
+def recompute_bn_statistics(model: nn.Module, batches: Iterable[Tensor]) -> int:
+    """Replace every BatchNorm's running statistics by their average over ``batches`` ("precise BN": Wu & Johnson,
+    *Rethinking "Batch" in BatchNorm*, 2021), computed with the model's current weights.
+
+    Training leaves running statistics that are an exponential average (momentum 0.1) over the last few
+    iterations' weights and batches; when the weights still move fast (short runs, high lr), they can disagree
+    with what the final weights produce, and the error compounds with depth. Here each BatchNorm normalises with
+    the batch's statistics (its forward in training mode, as during training) while every other module stays in
+    eval mode (no dropout or drop-connect, the memory read without Gumbel noise), and the running mean and
+    variance become the plain mean of the per-batch ones. Feed source images only: statistics of target images
+    would be target-specific normalisation (:func:`target_batchnorm`), not an evaluation of the source model.
+    The model is left in eval mode, with its momenta restored. Returns the number of batches used.
+    """
+    layers = [m for m in model.modules() if _is_batchnorm(m)]
+    saved = [(m.momentum, {k: v.clone() for k, v in m.state_dict().items()}) for m in layers]
+    model.eval()
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+        m.train()
+    count = 0
+    try:
+        for images in batches:
+            model(images)
+            count += 1
+        if count == 0:
+            raise ValueError("recompute_bn_statistics needs at least one batch")
+    except BaseException:
+        for m, (_, state) in zip(layers, saved, strict=True):
+            m.load_state_dict(state)  # a failed or empty pass leaves the statistics as they were
+        raise
+    finally:
+        for m, (momentum, _) in zip(layers, saved, strict=True):
+            m.momentum = momentum
+        model.eval()
+    return count
