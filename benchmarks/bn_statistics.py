@@ -53,15 +53,18 @@ def source_batches(world: Path, batches: int, per_source: int, seed: int = 0) ->
 
 
 @torch.no_grad()
-def variance_ratios(model: torch.nn.Module, images: torch.Tensor) -> dict[str, float]:
+def variance_ratios(model: torch.nn.Module, images: torch.Tensor) -> dict[str, float | None]:
     """Per BatchNorm layer (eval mode): median over channels of var(input) / running_var."""
-    ratios: dict[str, float] = {}
+    ratios: dict[str, float | None] = {}
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, BATCHNORM_TYPES):
             def hook(mod: torch.nn.Module, args: tuple[torch.Tensor, ...], name: str = name) -> None:
-                var = args[0].transpose(0, 1).flatten(1).var(1)
-                ratios[name] = round(float((var / (mod.running_var + mod.eps)).median()), 4)
+                values = args[0].transpose(0, 1).flatten(1)
+                if values.shape[1] < 2:  # one value per channel (a pooled 1×1 map of one image): no variance
+                    ratios[name] = None
+                    return
+                ratios[name] = round(float((values.var(1) / (mod.running_var + mod.eps)).median()), 4)
             handles.append(module.register_forward_pre_hook(hook))
     model.eval()
     try:
@@ -83,7 +86,8 @@ def measure(run_dir: Path, world: Path, batches: int, per_source: int, record: d
     start = time.time()
     roots = {name: world / name for name in (*SOURCES, *TARGETS)}
     model = load_model(run_dir / "checkpoints" / "last.pt").model
-    probe = torch.stack([build_dataset("gtav", roots["gtav"], "val")[i]["image"] for i in range(16)])
+    val = build_dataset("gtav", roots["gtav"], "val")
+    probe = torch.stack([val[i]["image"] for i in range(min(16, len(val)))])
     grid_file = grid_results / run_dir.parent.name / f"{run_dir.name}.json"
     if grid_file.is_file():  # the grid's evaluation of this checkpoint: the same protocol, not rerun
         row = json.loads(grid_file.read_text())
@@ -91,7 +95,7 @@ def measure(run_dir: Path, world: Path, batches: int, per_source: int, record: d
     else:
         scores = evaluate_model(model, roots)
     stored = {"ratios": variance_ratios(model, probe), **summary(scores),
-              "from": str(grid_file.relative_to(REPO)) if grid_file.is_file() else "evaluated here"}
+              "from": _shown(grid_file) if grid_file.is_file() else "evaluated here"}
     used = recompute_bn_statistics(model, source_batches(world, batches, per_source))
     recomputed = {"ratios": variance_ratios(model, probe), **summary(evaluate_model(model, roots))}
     return {"run": run_dir.name, "budget": run_dir.parent.name, "checkpoint": str(run_dir / "checkpoints/last.pt"),
@@ -99,6 +103,11 @@ def measure(run_dir: Path, world: Path, batches: int, per_source: int, record: d
             "recomputation": {"batches": used, "images_per_source": per_source, "sources": list(SOURCES),
                               "split": "train", "images": "whole, native size"},
             "wall_s": round(time.time() - start, 1), **record}
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it."""
+    return str(path.resolve().relative_to(REPO)) if path.resolve().is_relative_to(REPO) else str(path)
 
 
 def report(out: Path) -> str:

@@ -142,3 +142,31 @@ def test_lr_selection_writes_one_file_per_lr_and_the_summary(bench, tmp_path, ca
     stamp = (folder / "erm-gtav-to-synthia-lr0.01.json").stat().st_mtime_ns
     bench.main([*args, "--select-lr", "0.01"])
     assert (folder / "erm-gtav-to-synthia-lr0.01.json").stat().st_mtime_ns == stamp
+
+
+def test_bn_statistics_scores_a_grid_checkpoint_with_stored_and_recomputed_statistics(tiny_grid, tmp_path, capsys):
+    root, _ = tiny_grid
+    study = benchmark_script("bn_statistics")
+    run = next((root / "work").glob("*/pinmem-main-s304"))
+    out = tmp_path / "bn"
+    argv = [str(run), "--world", str(root / "work" / "world"), "--grid-results", str(root / "results"),
+            "--out", str(out), "--batches", "2", "--per-source", "2", "--threads", "1"]
+    study.main(argv)
+    result = json.loads((out / run.parent.name / "pinmem-main-s304.json").read_text())
+    row = json.loads((root / "results" / run.parent.name / "pinmem-main-s304.json").read_text())
+    assert result["stored"]["miou"] == {**row["source_miou"], **row["target_miou"]}  # the grid's evaluation
+    assert result["stored"]["target_mean_miou"] == pytest.approx(row["target_mean_miou"])
+    assert set(result["recomputed"]["miou"]) == {"gtav", "synthia", "cityscapes", "bdd100k", "mapillary"}
+    assert result["recomputation"]["batches"] == 2 and result["git_commit"]
+    bn_layers = {n.removesuffix(".running_var") for n in torch.load(run / "checkpoints" / "last.pt",
+                                                                    weights_only=True)["model"]
+                 if n.endswith("running_var")}
+    probed = set(result["stored"]["ratios"])  # the BN layers an eval forward runs (not the memory's write)
+    assert probed == set(result["recomputed"]["ratios"]) and probed <= bn_layers
+    assert {n for n in bn_layers if n.startswith("backbone.")} <= probed
+    stamp = (out / run.parent.name / "pinmem-main-s304.json").stat().st_mtime_ns
+    study.main(argv)  # exists: skipped
+    assert (out / run.parent.name / "pinmem-main-s304.json").stat().st_mtime_ns == stamp
+    capsys.readouterr()
+    study.main(["--report", "--out", str(out)])
+    assert "| i1 | pinmem-main | 1 |" in capsys.readouterr().out
