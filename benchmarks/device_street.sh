@@ -5,13 +5,23 @@
 #
 #   bash benchmarks/device_street.sh                          # GPU: results/street/gpu/<budget>/*.json
 #   bash benchmarks/device_street.sh --tiny --device cpu      # seconds on a CPU: the same logic at toy size
-#   options: --iterations N (3000)  --parallel N (9)  --deadline SECONDS (420: runs still going then are stopped)
-#            --results DIR  --work DIR  --device DEV (cuda)  --variants V... (main)  --seeds "304 305" (all three;
-#            --tiny: 304)
+#   bash benchmarks/device_street.sh --iterations auto        # the largest of 5000/3000/2000/1000/500 that fits
+#   options: --iterations N|auto (3000)  --parallel N (9)  --deadline SECONDS (420: runs still going then are
+#            stopped)  --probe N (50: auto's timing runs)  --budgets "N..." (auto's choices, largest first)
+#            --results DIR  --work DIR  --device DEV (cuda)
+#            --variants V... (main)  --seeds "304 305" (all three; --tiny: 304)
+#
+# --iterations auto first trains every selected run for --probe iterations, all in parallel as the real runs will
+# be (a probe: its results stay under --work), reads the slowest run's seconds per iteration (log.jsonl, between the
+# first and the last logged iteration; the rest of the probe's time is the fixed part: start, world check,
+# evaluation), and then runs the largest budget of the list that ends before the deadline with a 15 % margin; none
+# that fits: it stops and says so.
 #
 # On the device tool: run `bash benchmarks/device_street.sh` with timeout_s=540 and carry ["runs/device_wheels"]
-# (bash benchmarks/device_check.sh --fetch-wheels here first). Only 8 files come back from $OUT, so the results are
-# packed into $OUT/street_gpu.tar.gz (when $OUT is set); unpack it in the repository root and commit the JSONs.
+# (bash benchmarks/device_check.sh --fetch-wheels here first). The copy there has no .git: state the commit it is
+# (PINMEM_COPIED_FROM=$(git rev-parse HEAD), from a clean tree) and the results record it as stated. Only 8 files
+# come back from $OUT, so the results are packed into $OUT/street_gpu.tar.gz (when $OUT is set); unpack it in the
+# repository root and commit the JSONs.
 # Expected on an H100/H200: never measured yet (no session has been lent one since this script was written); the
 # first run's logs (in the archive) give the set-up, world and per-run times. Every result names the GPU, and the
 # report command below makes the table from the JSONs:
@@ -21,7 +31,8 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 
 SEEDS_ALL="304 305 306"
-DEVICE=cuda ITERATIONS=3000 PARALLEL=9 DEADLINE=420 TINY=0 RESULTS="" WORK="" VARIANTS=(main) SEEDS=""
+DEVICE=cuda ITERATIONS=3000 PARALLEL=9 DEADLINE=420 TINY=0 RESULTS="" WORK="" VARIANTS=(main) SEEDS="" PROBE=50
+BUDGETS="5000 3000 2000 1000 500"
 while [ $# -gt 0 ]; do
     case "$1" in
         --tiny) TINY=1 ;;
@@ -29,6 +40,8 @@ while [ $# -gt 0 ]; do
         --iterations) ITERATIONS=$2; shift ;;
         --parallel) PARALLEL=$2; shift ;;
         --deadline) DEADLINE=$2; shift ;;
+        --probe) PROBE=$2; shift ;;
+        --budgets) BUDGETS=$2; shift ;;
         --results) RESULTS=$2; shift ;;
         --work) WORK=$2; shift ;;
         --seeds) SEEDS=$2; shift ;;
@@ -38,48 +51,64 @@ while [ $# -gt 0 ]; do
     shift
 done
 if [ "$TINY" = 1 ]; then
-    ARGS=(--backbone resnet18 --scratch --iterations 2 --crop 32 --num-train 4 --num-val 1 --world-size 64 32)
+    [ "$ITERATIONS" = 3000 ] && ITERATIONS=2
+    ARGS=(--backbone resnet18 --scratch --crop 32 --num-train 4 --num-val 1 --world-size 64 32)
     RESULTS=${RESULTS:-runs/device_street_tiny/results} WORK=${WORK:-runs/device_street_tiny/work}
     SEEDS=${SEEDS:-304}
 else
-    ARGS=(--lr 0.05 --iterations "$ITERATIONS")
+    ARGS=(--lr 0.05)
     RESULTS=${RESULTS:-results/street/gpu} WORK=${WORK:-runs/street-gpu}
     SEEDS=${SEEDS:-$SEEDS_ALL}
 fi
-ARGS+=(--device "$DEVICE" --threads 1 --results "$RESULTS" --work "$WORK")
+ARGS+=(--device "$DEVICE" --threads 1)
 
 # shellcheck source=benchmarks/device_env.sh
 source benchmarks/device_env.sh
 prepare_python
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1
-grid() { "$PY" benchmarks/dg_street.py "${ARGS[@]}" "$@"; }
+grid() { "$PY" benchmarks/dg_street.py "${ARGS[@]}" --results "$RESULTS" --work "$WORK" "$@"; }
 "$PY" -c "import torch; print('== device:', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
 
-grid --prepare-world   # once, before the parallel runs (they only read it)
+grid --prepare-world --world-workers "$(nproc)"   # once, before the parallel runs (they only read it)
 echo "== world ready at $(($(date +%s) - start)) s"
 
-mkdir -p "$WORK/logs"
-PIDS=()
 mapfile -t RUNS < <(grid --list --variants "${VARIANTS[@]}" --methods erm mldg pinmem | awk '{print $NF}' |
                     grep -E -- "-s(${SEEDS// /|})\$" || true)
-left=$((DEADLINE - ($(date +%s) - start)))
-echo "== ${#RUNS[@]} runs, $PARALLEL at a time, stopped after $left s"
-for key in "${RUNS[@]}"; do
-    while [ "$(jobs -rp | wc -l)" -ge "$PARALLEL" ]; do sleep 1; done
+
+# run_all ITERATIONS RESULTS LOGS: every run of RUNS, PARALLEL at a time, each stopped at the deadline (in WORK,
+# whose world they share; a run's folder there names its budget)
+run_all() {
+    local iterations=$1 results=$2 logs=$3 key pid left failed=0 pids=()
+    mkdir -p "$logs"
     left=$((DEADLINE - ($(date +%s) - start)))
-    [ "$left" -gt 0 ] || { echo "== no time left for $key"; continue; }
-    timeout --signal=TERM "$left" "$PY" benchmarks/dg_street.py "${ARGS[@]}" --only "$key" \
-        > "$WORK/logs/$key.log" 2>&1 &
-    PIDS+=($!)
-done
-failed=0
-for pid in "${PIDS[@]}"; do wait "$pid" || failed=$((failed + 1)); done
-echo "== runs done at $(($(date +%s) - start)) s ($failed stopped or failed; logs in $WORK/logs)"
-tail -n 2 "$WORK"/logs/*.log || true
+    echo "== ${#RUNS[@]} runs of $iterations iterations, $PARALLEL at a time, stopped after $left s"
+    for key in "${RUNS[@]}"; do
+        while [ "$(jobs -rp | wc -l)" -ge "$PARALLEL" ]; do sleep 1; done
+        left=$((DEADLINE - ($(date +%s) - start)))
+        [ "$left" -gt 0 ] || { echo "== no time left for $key"; continue; }
+        timeout --signal=TERM "$left" "$PY" benchmarks/dg_street.py "${ARGS[@]}" --iterations "$iterations" \
+            --results "$results" --work "$WORK" --only "$key" > "$logs/$key.log" 2>&1 &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+    echo "== runs done at $(($(date +%s) - start)) s ($failed stopped or failed; logs in $logs)"
+    tail -n 2 "$logs"/*.log || true
+}
+
+if [ "$ITERATIONS" = auto ]; then
+    probe_start=$(date +%s)
+    run_all "$PROBE" "$WORK/probe/results" "$WORK/probe/logs"
+    ITERATIONS=$("$PY" benchmarks/dg_street.py "${ARGS[@]}" --iterations "$PROBE" --work "$WORK" \
+                 --results "$WORK/probe/results" --plan-iterations $(($(date +%s) - probe_start)) --plan-budgets $BUDGETS \
+                 --seconds-left $((DEADLINE - ($(date +%s) - start)))) || exit 1
+    echo "== budget: $ITERATIONS iterations"
+fi
+ARGS+=(--iterations "$ITERATIONS")
+run_all "$ITERATIONS" "$RESULTS" "$WORK/logs"
 
 grid --report || echo "== no finished run to report"
 if [ -n "${OUT:-}" ]; then
-    tar czf "$OUT/street_gpu.tar.gz" "$RESULTS" "$WORK/logs"
+    tar czf "$OUT/street_gpu.tar.gz" "$RESULTS" "$WORK/logs" $([ -d "$WORK/probe/logs" ] && echo "$WORK/probe/logs")
     echo "== packed into $OUT/street_gpu.tar.gz"
 fi
 echo "== done in $(($(date +%s) - start)) s"

@@ -149,14 +149,15 @@ def grid() -> list[Run]:
 
 
 # ---------------------------------------------------------------------------------------------------- running
-def world_roots(budget: Budget, out: Path, manifests: Path) -> dict[str, Path]:
-    """Generate the world (once) and check it, file by file, against its committed manifest in ``manifests``
-    (``results/street/world/``; written there on a new world's first use)."""
+def world_roots(budget: Budget, out: Path, manifests: Path, workers: int = 2) -> dict[str, Path]:
+    """Generate the world (once; in ``workers`` processes, which do not change its files) and check it, file by
+    file, against its committed manifest in ``manifests`` (``results/street/world/``; written there on a new
+    world's first use)."""
     from pinmem.synth.world import generate_world
 
     counts = {n: (budget.num_train if n in SOURCES else 0) for n in (*SOURCES, *TARGETS)}
     roots = generate_world(out, styles=(*SOURCES, *TARGETS), num_train=counts, num_val=budget.num_val,
-                           size=budget.world_size, seed=0, workers=2, progress=False)
+                           size=budget.world_size, seed=0, workers=workers, progress=False)
     check_world(out, manifests / f"{world_name(budget)}.sha256")
     return roots
 
@@ -369,6 +370,48 @@ def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]
     return scores
 
 
+#: the budgets ``device_street.sh --iterations auto`` chooses from, largest first
+PLANNED_BUDGETS = (5000, 3000, 2000, 1000, 500)
+
+
+def seconds_per_iteration(log_file: Path, iterations: int, train_s: float | None) -> float:
+    """A run's training speed: the slope between its first and last logged iterations (``log.jsonl``; the first
+    iterations' warm-up left out), else its whole training time over ``iterations``."""
+    records = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()] \
+        if log_file.is_file() else []
+    times = [(r["iteration"], r["time"]) for r in records if r.get("kind") == "train"]
+    if len(times) >= 2 and times[-1][0] > times[0][0]:
+        return (times[-1][1] - times[0][1]) / (times[-1][0] - times[0][0])
+    if train_s is None:
+        raise SystemExit(f"{log_file}: no timing to plan from (the probe did not train)")
+    return train_s / iterations
+
+
+def plan_iterations(budget: Budget, results: Path, work: Path, probe_seconds: float, seconds_left: float,
+                    margin: float = 1.15, choices: tuple[int, ...] = PLANNED_BUDGETS) -> int:
+    """The largest budget in ``choices`` whose runs, in parallel as the probe's were, end within ``seconds_left``
+    (with ``margin``): the probe (``budget``, its results in ``results``) took ``probe_seconds`` in all, of which
+    its slowest run trained ``budget.iterations`` iterations; the rest (start, world check, evaluation) is fixed."""
+    files = sorted((results / budget.name).glob("*.json"))
+    if not files:
+        raise SystemExit(f"no probe result in {results / budget.name}: every probe run failed (see its logs)")
+    slowest = 0.0
+    for path in files:
+        result = json.loads(path.read_text())
+        key = path.stem
+        train_key = next((r.train_key for r in grid() if r.key == key), key)
+        slowest = max(slowest, seconds_per_iteration(work / budget.name / train_key / "log.jsonl",
+                                                     budget.iterations, result.get("train_s")))
+    fixed = max(0.0, probe_seconds - budget.iterations * slowest)
+    for n in choices:
+        if margin * (fixed + n * slowest) <= seconds_left:
+            log.info("plan: %.3f s/iteration (slowest run), %.0f s fixed: %d iterations in %.0f of %.0f s",
+                     slowest, fixed, n, fixed + n * slowest, seconds_left)
+            return n
+    raise SystemExit(f"no budget of {choices} fits in {seconds_left:.0f} s at {slowest:.3f} s/iteration "
+                     f"and {fixed:.0f} s fixed: give a later --deadline or fewer runs")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -382,6 +425,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--list", action="store_true", help="print the grid and which results exist")
     parser.add_argument("--prepare-world", action="store_true",
                         help="only generate and check the world (before starting runs in parallel)")
+    parser.add_argument("--plan-iterations", type=float, default=None, metavar="PROBE_SECONDS",
+                        help="print the largest budget of --plan-budgets that fits in --seconds-left, from a probe "
+                             "of this budget (its results in --results, its runs in --work) that took PROBE_SECONDS "
+                             "in all")
+    parser.add_argument("--seconds-left", type=float, default=None, help="with --plan-iterations")
+    parser.add_argument("--plan-budgets", type=int, nargs="+", default=list(PLANNED_BUDGETS), metavar="N",
+                        help="with --plan-iterations: the budgets to choose from, largest first")
+    parser.add_argument("--world-workers", type=int, default=2, metavar="N",
+                        help="with --prepare-world: render in N processes (the files do not depend on N)")
     parser.add_argument("--report", action="store_true", help="write REPORT.md and the bar chart from the JSONs")
     parser.add_argument("--update-readme", type=Path, default=None,
                         help="with --report or --report-budget: replace the README's block (main and jitter rows)")
@@ -408,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     add_allow_dirty_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if not (args.prepare_world or args.report or args.report_budget or args.list):
+    if not (args.prepare_world or args.report or args.report_budget or args.list or args.plan_iterations):
         process_provenance(args.allow_dirty)  # the code this process runs, recorded in every result it writes
     torch.set_num_threads(args.threads)
     budget = Budget(backbone=args.backbone, pretrained=not args.scratch, iterations=args.iterations,
@@ -422,8 +474,14 @@ def main(argv: list[str] | None = None) -> None:
         (args.results / "lr_selection" / "summary.json").write_text(summary + "\n")
         print(summary)
         return
+    if args.plan_iterations is not None:
+        if args.seconds_left is None:
+            parser.error("--plan-iterations needs --seconds-left")
+        print(plan_iterations(budget, args.results, args.work, args.plan_iterations, args.seconds_left,
+                              choices=tuple(args.plan_budgets)))
+        return
     if args.prepare_world:
-        world_roots(budget, args.work / "world", args.results / "world")
+        world_roots(budget, args.work / "world", args.results / "world", args.world_workers)
         return
     if args.report:
         print(report(folder, budget.name, args.update_readme, args.update_doc))

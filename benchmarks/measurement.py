@@ -26,6 +26,10 @@ REPO = Path(__file__).resolve().parent.parent
 MEASUREMENTS = REPO / "results" / "measurements"
 
 
+#: the commit a copied tree (no .git) was copied from, as its sender states it: recorded, marked as stated
+COPIED_FROM_ENV = "PINMEM_COPIED_FROM"
+
+
 def _head_and_changes() -> tuple[str, list[str]]:
     """``HEAD``'s hash and the tracked files outside ``results/`` that differ from it (``unknown`` and none
     outside a checkout). Result files do not count: they are what the code writes (a grid rewrites its own
@@ -35,7 +39,9 @@ def _head_and_changes() -> tuple[str, list[str]]:
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
                                  ":(exclude)results"], cwd=REPO, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
-        return "unknown", []
+        # a copy of a tree without its .git (the GPU machine's): the commit its sender names, marked as stated
+        stated = os.environ.get(COPIED_FROM_ENV, "").strip()
+        return (f"{stated} (stated: {COPIED_FROM_ENV})" if stated else "unknown"), []
     return head.stdout.strip(), [line[3:] for line in status.stdout.splitlines() if line.strip()]
 
 
