@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The street-world grid on one lent GPU (issue 20): erm, mldg and pinmem × seeds 304-306 at a budget the 2-core CPU
-# cannot reach (3,000 iterations, ten times the CPU grid's), the CPU grid's world, crop, batch and lr, all nine runs
+# cannot reach (3,000 iterations by default; --iterations auto: the largest that fits, 2,000 on an H200 on
+# 2026-12-04), the CPU grid's world, crop, batch and lr, all nine runs
 # as parallel processes on the one GPU, within one device call of at most 9 minutes, the set-up included.
 #
 #   bash benchmarks/device_street.sh                          # GPU: results/street/gpu/<budget>/*.json
@@ -17,15 +18,21 @@
 # evaluation), and then runs the largest budget of the list that ends before the deadline with a 15 % margin; none
 # that fits: it stops and says so.
 #
-# On the device tool: run `bash benchmarks/device_street.sh` with timeout_s=540 and carry ["runs/device_wheels"]
-# (bash benchmarks/device_check.sh --fetch-wheels here first). The copy there has no .git: state the commit it is
-# (PINMEM_COPIED_FROM=$(git rev-parse HEAD), from a clean tree) and the results record it as stated. Only 8 files
-# come back from $OUT, so the results are packed into $OUT/street_gpu.tar.gz (when $OUT is set); unpack it in the
-# repository root and commit the JSONs.
-# Expected on an H100/H200: never measured yet (no session has been lent one since this script was written); the
-# first run's logs (in the archive) give the set-up, world and per-run times. Every result names the GPU, and the
-# report command below makes the table from the JSONs:
-#   python benchmarks/dg_street.py --lr 0.05 --iterations 3000 --results results/street/gpu --report
+# On the device tool: run `bash benchmarks/device_street.sh --iterations auto --deadline 525` with timeout_s=585
+# and carry ["runs/device_wheels"] (bash benchmarks/device_check.sh --fetch-wheels here first). Only 8 files come
+# back from $OUT, so the results are packed into $OUT/street_gpu.tar.gz (when $OUT is set); unpack it in the
+# repository root. The copy there may carry a .git that lags the tree (2026-12-04: the session's first HEAD, though
+# the tree was a later commit), so its results name HEAD-dirty and the diff's hash; before committing them,
+# `python benchmarks/dg_street.py --lr 0.05 --iterations N --results results/street/gpu --attest COMMIT` checks that
+# the hash is exactly the change from that HEAD to COMMIT and records COMMIT (anything else is refused).
+#
+# Measured on an H200 (2026-12-04, 16 cores): environment 22-36 s; world 10 s when the machine still had it, 73 s
+# to render it (16 processes; byte-identical to the CPU's manifest); the probe of 9 × 50 iterations 54 s (0.168
+# s/iteration for the slowest, pinmem, with 9 processes sharing the GPU; 42 s fixed); then 9 × 2,000 iterations
+# in 341 s (erm 211 s, mldg 267 s, pinmem 328 s each); 431 s in all. A fresh machine renders the world first
+# (about 65 s more), and auto then chooses 1,000; 2,000 needs the world already there (a second call on the warm
+# machine, as that day: the first call's runs had stopped on the lagging .git above). The report:
+#   python benchmarks/dg_street.py --lr 0.05 --iterations 2000 --results results/street/gpu --report
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)

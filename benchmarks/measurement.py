@@ -26,10 +26,6 @@ REPO = Path(__file__).resolve().parent.parent
 MEASUREMENTS = REPO / "results" / "measurements"
 
 
-#: the commit a copied tree (no .git) was copied from, as its sender states it: recorded, marked as stated
-COPIED_FROM_ENV = "PINMEM_COPIED_FROM"
-
-
 def _head_and_changes() -> tuple[str, list[str]]:
     """``HEAD``'s hash and the tracked files outside ``results/`` that differ from it (``unknown`` and none
     outside a checkout). Result files do not count: they are what the code writes (a grid rewrites its own
@@ -39,9 +35,7 @@ def _head_and_changes() -> tuple[str, list[str]]:
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
                                  ":(exclude)results"], cwd=REPO, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
-        # a copy of a tree without its .git (the GPU machine's): the commit its sender names, marked as stated
-        stated = os.environ.get(COPIED_FROM_ENV, "").strip()
-        return (f"{stated} (stated: {COPIED_FROM_ENV})" if stated else "unknown"), []
+        return "unknown", []
     return head.stdout.strip(), [line[3:] for line in status.stdout.splitlines() if line.strip()]
 
 
@@ -80,6 +74,24 @@ def provenance(allow_dirty: bool = False) -> dict[str, Any]:
     diff = subprocess.run(["git", "diff", "HEAD", "--", ".", ":(exclude)results"], cwd=REPO,
                           capture_output=True).stdout
     return {"git_commit": head + "-dirty", "dirty": True, "diff_sha256": hashlib.sha256(diff).hexdigest()}
+
+
+def attest_commit(result: dict[str, Any], commit: str, repo: Path = REPO) -> dict[str, Any]:
+    """``result`` (from a ``-dirty`` tree) with ``"code_commit": commit`` added, when its recorded diff is exactly
+    the change from its HEAD to ``commit`` (``git diff HEAD..commit``, results/ excluded, hashed as
+    :func:`provenance` hashes it): the same code, run from a tree whose ``.git`` lagged (a copy sent to another
+    machine). Anything else is refused with the reason."""
+    recorded = str(result.get("git_commit", ""))
+    if not recorded.endswith("-dirty") or "diff_sha256" not in result:
+        raise ValueError(f"names no dirty tree with a diff hash (git_commit {recorded!r})")
+    head = recorded.removesuffix("-dirty")
+    diff = subprocess.run(["git", "diff", head, commit, "--", ".", ":(exclude)results"], cwd=repo,
+                          capture_output=True, check=True).stdout
+    if hashlib.sha256(diff).hexdigest() != result["diff_sha256"]:
+        raise ValueError(f"its diff is not the change from {head[:7]} to {commit[:7]}")
+    full = subprocess.run(["git", "rev-parse", commit], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    return {**result, "code_commit": full}
 
 
 def cpu_model() -> str:

@@ -34,8 +34,9 @@ def load_results(folder: Path) -> list[dict[str, Any]]:
 
 
 def is_clean(result: dict[str, Any]) -> bool:
-    """From a committed tree, or reproduced to every digit by a rerun from one."""
-    committed = [r.get("git_commit", "") for r in [result, *result.get("reproductions", [])]]
+    """From a committed tree (or a dirty one whose diff was attested to be a commit: ``code_commit``), or
+    reproduced to every digit by a rerun from one."""
+    committed = [r.get("code_commit") or r.get("git_commit", "") for r in [result, *result.get("reproductions", [])]]
     return any(not str(c).endswith("-dirty") for c in committed)  # a reproduction from a dirty tree does not count
 
 
@@ -209,17 +210,28 @@ def report(folder: Path, budget_name: str, readme: Path | None, doc: Path | None
 CURVE_ROWS = [(m, v) for v in ("main", "jitter") for m in ("erm", "mldg", "pinmem")]
 
 
-def budget_table(folders: dict[int, Path]) -> tuple[str, dict[tuple[str, str], dict[int, dict[str, list[float]]]]]:
-    """mIoU against iterations: one column per budget, mean ± std (n) per method and variant."""
-    curves: dict[tuple[str, str], dict[int, dict[str, list[float]]]] = {}
+Curves = dict[tuple[str, str], dict[int, dict[str, list[float]]]]  # (method, variant) -> budget -> scores
+
+
+def budget_table(folders: dict[int, Path]) -> tuple[str, Curves, dict[int, str]]:
+    """mIoU against iterations: one column per budget, mean ± std (n) per method and variant; and the GPU that
+    ran each budget that ran on one."""
+    curves: Curves = {}
+    gpus: dict[int, str] = {}
     for iterations, folder in sorted(folders.items()):
-        for key, g in summarise(load_results(folder)).items():
+        results = load_results(folder)
+        for key, g in summarise(results).items():
             if key in CURVE_ROWS:
                 curves.setdefault(key, {})[iterations] = g
+        gpu = sorted({p for r in results for p in processors(r) if "(" not in p})  # a CPU is 'model (capability)'
+        if gpu:
+            gpus[iterations] = ", ".join(gpu)
     budgets = sorted(folders)
+    heads = {n: f"{n} it." + (f" ({gpus[n]})" if n in gpus else "") for n in budgets}
     lines = ["Street world: mIoU (%) against the training budget (iterations of 4 + 4 images at 160², the same lr "
-             "and poly schedule over each budget); mean ± std over seeds (n).", "",
-             "| method | variant | " + " | ".join(f"{n} it. target | {n} it. source" for n in budgets) + " |",
+             "and poly schedule over each budget); mean ± std over seeds (n). A budget in brackets names the GPU "
+             "that ran it (the others: the 2-core CPU).", "",
+             "| method | variant | " + " | ".join(f"{heads[n]} target | {heads[n]} source" for n in budgets) + " |",
              "|---|---|" + "---|---|" * len(budgets)]
     for key in CURVE_ROWS:
         if key not in curves:
@@ -229,10 +241,10 @@ def budget_table(folders: dict[int, Path]) -> tuple[str, dict[tuple[str, str], d
             g = curves[key].get(n)
             cells += ([f"{mean_std(g['target'])} ({len(g['seed'])})", mean_std(g["source"])] if g else ["–", "–"])
         lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines), curves
+    return "\n".join(lines), curves, gpus
 
 
-def budget_plot(curves: dict[tuple[str, str], dict[int, dict[str, list[float]]]], path: Path) -> None:
+def budget_plot(curves: Curves, path: Path, gpus: dict[int, str] | None = None) -> None:
     from pinmem.evaluation.plots import pyplot
 
     plt = pyplot()
@@ -251,20 +263,22 @@ def budget_plot(curves: dict[tuple[str, str], dict[int, dict[str, list[float]]]]
         ax.set_ylabel("mIoU (%)")
         ax.set_title(what)
     axes[0].legend(fontsize=7)
-    fig.suptitle("street world: mIoU against the training budget (mean ± std over seeds)")
+    on_gpu = "; ".join(f"{n} it. on {name}" for n, name in sorted((gpus or {}).items()))
+    fig.suptitle("street world: mIoU against the training budget (mean ± std over seeds)"
+                 + (f"\n(2-core CPU; {on_gpu})" if on_gpu else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def report_budget(folders: dict[int, Path], out: Path, readme: Path | None, doc: Path | None = None) -> str:
-    text, curves = budget_table(folders)
+    text, curves, gpus = budget_table(folders)
     if not curves:
         raise SystemExit(f"no results in {', '.join(map(str, folders.values()))}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "BUDGET.md").write_text(text + "\n")
     try:
-        budget_plot(curves, out / "budget_curve.png")
+        budget_plot(curves, out / "budget_curve.png", gpus)
     except Exception as err:  # noqa: BLE001 - the plot is optional (matplotlib)
         log.warning("budget plot skipped: %s", err)
     for path in (readme, doc):

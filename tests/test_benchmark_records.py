@@ -101,3 +101,36 @@ def test_demo_benchmark_times_both_modes(tmp_path):
     assert "train + evaluate" in results["runs"]["one process per method"][0]
     assert "train erm" in results["runs"]["one after the other"][0]
     assert results["ratio_parallel_to_sequential"] > 0
+
+
+def test_a_dirty_result_is_attested_only_when_its_diff_is_exactly_a_commit(tmp_path, monkeypatch):
+    """A run from a copy whose .git lagged (the GPU machine's) records HEAD-dirty and the diff's hash; the hash is
+    the change from that HEAD to the commit the copy was: attest_commit names it, and refuses any other commit, a
+    clean result, and a diff that is not the commit's."""
+    measurement = _script("measurement")
+    street_report = _script("street_report")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "code.py").write_text("x = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    first = _git(repo, "rev-parse", "HEAD")
+    (repo / "code.py").write_text("x = 2\n")
+    monkeypatch.setattr(measurement, "REPO", repo)
+    monkeypatch.setenv("PINMEM_ALLOW_DIRTY", "1")
+    result = {"target_mean_miou": 1.0, **measurement.provenance()}  # written from the lagging copy
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "two")
+    second = _git(repo, "rev-parse", "HEAD")
+    assert not street_report.is_clean(result)
+
+    attested = measurement.attest_commit(result, second[:7], repo)
+    assert attested["code_commit"] == second and attested["git_commit"] == first + "-dirty"
+    assert street_report.is_clean(attested)
+    for commit, bad in ((first, result), (second, {"git_commit": first}),
+                        (second, {**result, "diff_sha256": "0" * 64})):
+        try:
+            measurement.attest_commit(bad, commit, repo)
+            raise AssertionError(f"attested {bad} as {commit}")
+        except ValueError as exc:
+            assert "diff" in str(exc)
