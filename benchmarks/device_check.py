@@ -4,8 +4,9 @@ inference cost of the memory model, on one GPU.
 For every method of :data:`bench_training.VARIANTS` (the same model, optimiser, batch and step as
 ``benchmarks/bench_training.py``: the method's real ``step`` then ``after_step``), one after the other in this
 process: build, ``--warmup`` untimed iterations, ``--iterations`` timed ones (each synchronised), then
-iterations/s (1 / median), peak memory (``torch.cuda.max_memory_allocated``, reset before each method; on CPU
-the growth of the peak resident set, a rough figure) and the projected wall time of the G+S protocol
+iterations/s (1 / median), peak memory (``torch.cuda.max_memory_allocated`` over the timed iterations, and
+apart over the warm-up, which holds cuDNN's algorithm search; on CPU the growth of the peak resident set, a rough
+figure) and the projected wall time of the G+S protocol
 (``--protocol-iterations``, 30,463). Then the inference time memory model ÷ baseline model (eval mode, no
 gradients, interleaved pairs, median ratio). Writes ``device_check.json`` and ``device_check.md`` into ``--out``.
 
@@ -99,9 +100,13 @@ def time_method(variant: str, args: argparse.Namespace) -> dict[str, Any]:
         batch = {d: {k: v.pin_memory() for k, v in part.items()} for d, part in batch.items()}
     for i in range(args.warmup):
         one_step(model, method, optimizer, batch, args, i)
+    warmup_peak = None
+    if args.device == "cuda":  # the warm-up's peak holds cuDNN's algorithm search (its trial workspaces); apart
+        warmup_peak = torch.cuda.max_memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
     times = [one_step(model, method, optimizer, batch, args, args.warmup + i) for i in range(args.iterations)]
     if args.device == "cuda":
-        peak, peak_kind = torch.cuda.max_memory_allocated() / 2**20, "torch.cuda.max_memory_allocated"
+        peak, peak_kind = torch.cuda.max_memory_allocated() / 2**20, "torch.cuda.max_memory_allocated (timed)"
     else:
         peak, peak_kind = _rss_peak_mib() - rss_before, "growth of the peak RSS (rough: 0 if not above the last)"
     del model, method, optimizer, batch
@@ -113,6 +118,7 @@ def time_method(variant: str, args: argparse.Namespace) -> dict[str, Any]:
         "times_s": [round(t, 5) for t in times],
         "peak_memory_mib": round(peak, 1),
         "peak_memory_kind": peak_kind,
+        "warmup_peak_memory_mib": None if warmup_peak is None else round(warmup_peak, 1),
         "projected_hours": args.protocol_iterations * median / 3600,
     }
 
@@ -165,17 +171,18 @@ def markdown(record: dict[str, Any]) -> str:
         f"DeepLabV3+ {a['backbone']}, {a['size']}² crops, {a['batch']} images per domain × 2, amp {a['amp']}, "
         f"{a['warmup']} warm-up + {a['iterations']} timed iterations per method.",
         "",
-        "| method | iterations/s | s/iteration | × erm | peak memory MiB | G+S hours "
+        "| method | iterations/s | s/iteration | × erm | peak memory MiB | warm-up peak MiB | G+S hours "
         f"({a['protocol_iterations']:,} iterations) |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, m in record["methods"].items():
         if "error" in m:
-            lines.append(f"| {name} | {m['error']} | | | | |")
+            lines.append(f"| {name} | {m['error']} | | | | | |")
             continue
+        warmup = m.get("warmup_peak_memory_mib")  # absent in records before 2026-12-04's second run
         lines.append(f"| {name} | {m['iterations_per_s']:.3f} | {m['s_per_iteration_median']:.4f} | "
                      f"{m['s_per_iteration_median'] / erm:.2f} | {m['peak_memory_mib']:,.0f} | "
-                     f"{m['projected_hours']:.2f} |")
+                     f"{'–' if warmup is None else f'{warmup:,.0f}'} | {m['projected_hours']:.2f} |")
     inf = record["inference"]
     lines += ["", f"Inference at {inf['size']} (batch 1, amp {inf['amp']}, eval): "
               f"baseline {inf['baseline_ms']:.2f} ms, memory model {inf['memory_ms']:.2f} ms, "

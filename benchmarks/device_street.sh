@@ -23,7 +23,7 @@
 # back from $OUT, so the results are packed into $OUT/street_gpu.tar.gz (when $OUT is set); unpack it in the
 # repository root. The copy there may carry a .git that lags the tree (2026-12-04: the session's first HEAD, though
 # the tree was a later commit), so its results name HEAD-dirty and the diff's hash; before committing them,
-# `python benchmarks/dg_street.py --lr 0.05 --iterations N --results results/street/gpu --attest COMMIT` checks that
+# `python benchmarks/attest_commit.py COMMIT results/street/gpu/<budget>/*.json` checks that
 # the hash is exactly the change from that HEAD to COMMIT and records COMMIT (anything else is refused).
 #
 # Measured on an H200 (2026-12-04, 16 cores): environment 22-36 s; world 10 s when the machine still had it, 73 s

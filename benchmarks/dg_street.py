@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from measurement import add_allow_dirty_argument, attest_commit, machine_info, provenance
+from measurement import add_allow_dirty_argument, machine_info, provenance
 from street_report import is_clean, report, report_budget
 
 from pinmem.engine.method_specs import METHOD_NAMES as METHODS  # every method, in the registry order
@@ -322,16 +322,11 @@ def settle(path: Path, result: dict[str, Any]) -> dict[str, Any]:
         else:
             result["replaces"] = {k: old.get(k) for k in ("git_commit", "finished", *SCORES, "source_val_miou",
                                                           "target_mean_miou")}
-    write_result(path, result)
-    return result
-
-
-def write_result(path: Path, result: dict[str, Any]) -> None:
-    """Write a result file atomically (a stopped process leaves the old file or the new one, never half)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(path)
+    return result
 
 
 def _finished(checkpoint: Path, iterations: int) -> bool:
@@ -437,9 +432,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds-left", type=float, default=None, help="with --plan-iterations")
     parser.add_argument("--plan-budgets", type=int, nargs="+", default=list(PLANNED_BUDGETS), metavar="N",
                         help="with --plan-iterations: the budgets to choose from, largest first")
-    parser.add_argument("--attest", metavar="COMMIT",
-                        help="mark this budget's -dirty result files whose recorded diff is exactly the change from "
-                             "their HEAD to COMMIT (a copy whose .git lagged: the GPU machine's) as from COMMIT")
     parser.add_argument("--world-workers", type=int, default=2, metavar="N",
                         help="with --prepare-world: render in N processes (the files do not depend on N)")
     parser.add_argument("--report", action="store_true", help="write REPORT.md and the bar chart from the JSONs")
@@ -468,8 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     add_allow_dirty_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if not (args.prepare_world or args.report or args.report_budget or args.list or args.plan_iterations
-            or args.attest):
+    if not (args.prepare_world or args.report or args.report_budget or args.list or args.plan_iterations):
         process_provenance(args.allow_dirty)  # the code this process runs, recorded in every result it writes
     torch.set_num_threads(args.threads)
     budget = Budget(backbone=args.backbone, pretrained=not args.scratch, iterations=args.iterations,
@@ -488,18 +479,6 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--plan-iterations needs --seconds-left")
         print(plan_iterations(budget, args.results, args.work, args.plan_iterations, args.seconds_left,
                               choices=tuple(args.plan_budgets)))
-        return
-    if args.attest:
-        for path in sorted(folder.glob("*.json")):
-            result = json.loads(path.read_text())
-            if is_clean(result):
-                continue
-            try:
-                settled = attest_commit(result, args.attest)
-            except ValueError as exc:
-                raise SystemExit(f"{path}: not attested: {exc}") from None
-            write_result(path, settled)
-            print(f"{path}: from {settled['code_commit'][:7]} (diff {result['diff_sha256'][:12]} matches)")
         return
     if args.prepare_world:
         world_roots(budget, args.work / "world", args.results / "world", args.world_workers)

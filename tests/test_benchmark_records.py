@@ -134,3 +134,16 @@ def test_a_dirty_result_is_attested_only_when_its_diff_is_exactly_a_commit(tmp_p
             raise AssertionError(f"attested {bad} as {commit}")
         except ValueError as exc:
             assert "diff" in str(exc)
+
+
+def test_attest_commit_command_refuses_a_diff_that_is_not_the_commit(tmp_path, capsys):
+    attest = _script("attest_commit")
+    head = _git(Path(__file__).resolve().parent.parent, "rev-parse", "HEAD")
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"git_commit": head + "-dirty", "diff_sha256": "0" * 64}))
+    clean = tmp_path / "clean.json"
+    clean.write_text(json.dumps({"git_commit": head}))
+    assert attest.main([head, str(wrong), str(clean)]) == 1
+    captured = capsys.readouterr()
+    assert f"{wrong}: not attested" in captured.err and "already names its commit" in captured.out
+    assert "code_commit" not in json.loads(wrong.read_text())  # a refused file is left as it was
