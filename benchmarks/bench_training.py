@@ -73,7 +73,8 @@ def one_step(model, method, optimizer, batch, args, iteration: int) -> float:
     with autocast:
         method.step(batch, iteration, 0.01)
     optimizer.step()
-    method.after_step(iteration)
+    with autocast:  # as the trainer does: pinmem's commit (line 15) encodes X_mtr under the same autocast
+        method.after_step(iteration)
     sync()
     return time.perf_counter() - start
 
