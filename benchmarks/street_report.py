@@ -40,13 +40,15 @@ def is_clean(result: dict[str, Any]) -> bool:
     return any(not str(c).endswith("-dirty") for c in committed)  # a reproduction from a dirty tree does not count
 
 
+def machines(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``machine`` records of a result and of its reproductions."""
+    found = [result.get("machine"), *(r.get("machine") for r in result.get("reproductions", []))]
+    return [m for m in found if m]
+
+
 def processors(result: dict[str, Any]) -> set[str]:
     """Every machine that produced (or reproduced) these numbers: 'CPU (capability)' or the GPU's name."""
-    found = set()
-    for machine in [result.get("machine"), *(r.get("machine") for r in result.get("reproductions", []))]:
-        if machine:
-            found.add(machine.get("gpu") or f"{machine['cpu']} ({machine['cpu_capability']})")
-    return found
+    return {m.get("gpu") or f"{m['cpu']} ({m['cpu_capability']})" for m in machines(result)}
 
 
 def mean_std(values: list[float]) -> str:
@@ -223,7 +225,7 @@ def budget_table(folders: dict[int, Path]) -> tuple[str, Curves, dict[int, str]]
         for key, g in summarise(results).items():
             if key in CURVE_ROWS:
                 curves.setdefault(key, {})[iterations] = g
-        gpu = sorted({p for r in results for p in processors(r) if "(" not in p})  # a CPU is 'model (capability)'
+        gpu = sorted({m["gpu"] for r in results for m in machines(r) if m.get("gpu")})
         if gpu:
             gpus[iterations] = ", ".join(gpu)
     budgets = sorted(folders)

@@ -126,6 +126,18 @@ def test_the_report_shows_the_released_and_the_fair_comparison(bench, tiny_grid,
     text = readme.read_text()
     assert "| 1 it. target | 1 it. source | 2 it. target |" in text and "| pinmem | jitter | " in text
     assert (root / "results" / "BUDGET.md").is_file() and (root / "results" / "budget_curve.png").is_file()
+    # a budget the CPU grid lacks is read from the GPU edition's folder (results/gpu/), its column naming the GPU
+    one = next((root / "results").glob("*_i1_*"))
+    gpu = root / "results" / "gpu" / one.name.replace("_i1_", "_i2_")
+    gpu.mkdir(parents=True)
+    for path in one.glob("*.json"):
+        result = json.loads(path.read_text())
+        result["machine"] = {**result["machine"], "gpu": "Test GPU"}
+        (gpu / path.name).write_text(json.dumps(result))
+    bench.main([*args, "--report-budget", "1", "2", "--update-readme", str(readme)])
+    text = readme.read_text()
+    assert "| 1 it. source | 2 it. (Test GPU) target | 2 it. (Test GPU) source |" in text
+    assert re.search(r"\| erm \| main \| [0-9.]+ \(1\) \| [0-9.]+ \| [0-9.]+ \(1\) \|", text)
 
 
 def test_lr_selection_writes_one_file_per_lr_and_the_summary(bench, tmp_path, capsys):
