@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measurement import attest_commit  # noqa: E402
+from measurement import attest_commit, write_json_atomic  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: not attested: {exc}", file=sys.stderr)
             refused += 1
             continue
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(attested, indent=1) + "\n")
-        tmp.replace(path)
+        write_json_atomic(path, attested)
         print(f"{path}: from {attested['code_commit'][:7]} (diff {result['diff_sha256'][:12]} matches)")
     return 1 if refused else 0
 

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dg_street import SOURCES, TARGETS, evaluate_model  # noqa: E402
-from measurement import add_allow_dirty_argument, machine_info, provenance  # noqa: E402
+from measurement import add_allow_dirty_argument, machine_info, provenance, write_json_atomic  # noqa: E402
 
 from pinmem.data import build_dataset  # noqa: E402
 from pinmem.evaluation.inference import BATCHNORM_TYPES, recompute_bn_statistics  # noqa: E402
@@ -164,10 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         result = measure(run_dir, args.world, args.batches, args.per_source,
                          {**record, "finished": None}, args.grid_results)
         result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        tmp.replace(path)
+        write_json_atomic(path, result)
         print(f"{run_dir.name}: target {result['stored']['target_mean_miou']:.1f} stored, "
               f"{result['recomputed']['target_mean_miou']:.1f} recomputed; source "
               f"{result['stored']['source_val_miou']:.1f} / {result['recomputed']['source_val_miou']:.1f} -> {path}",

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from measurement import add_allow_dirty_argument, machine_info, provenance
+from measurement import add_allow_dirty_argument, machine_info, provenance, write_json_atomic
 from street_report import is_clean, report, report_budget
 
 from pinmem.engine.method_specs import METHOD_NAMES as METHODS  # every method, in the registry order
@@ -322,10 +322,7 @@ def settle(path: Path, result: dict[str, Any]) -> dict[str, Any]:
         else:
             result["replaces"] = {k: old.get(k) for k in ("git_commit", "finished", *SCORES, "source_val_miou",
                                                           "target_mean_miou")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(path)
+    write_json_atomic(path, result)
     return result
 
 
@@ -398,8 +395,7 @@ def plan_iterations(budget: Budget, results: Path, work: Path, probe_seconds: fl
     slowest = 0.0
     for path in files:
         result = json.loads(path.read_text())
-        key = path.stem
-        train_key = next((r.train_key for r in grid() if r.key == key), key)
+        train_key = Run(result["method"], result["variant"], result["seed"]).train_key
         slowest = max(slowest, seconds_per_iteration(work / budget.name / train_key / "log.jsonl",
                                                      budget.iterations, result.get("train_s")))
     fixed = max(0.0, probe_seconds - budget.iterations * slowest)

@@ -76,6 +76,14 @@ def provenance(allow_dirty: bool = False) -> dict[str, Any]:
     return {"git_commit": head + "-dirty", "dirty": True, "diff_sha256": hashlib.sha256(diff).hexdigest()}
 
 
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write a result file atomically: a stopped process leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
 def attest_commit(result: dict[str, Any], commit: str, repo: Path = REPO) -> dict[str, Any]:
     """``result`` (from a ``-dirty`` tree) with ``"code_commit": commit`` added, when its recorded diff is exactly
     the change from its HEAD to ``commit`` (``git diff HEAD..commit``, results/ excluded, hashed as
