@@ -335,8 +335,10 @@ def _finished(checkpoint: Path, iterations: int) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------- lr choice
-def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]) -> dict[str, Any]:
-    """Leave-one-domain-out on the sources: ERM trained on gtav only, scored on synthia's val split."""
+def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float],
+              seeds: tuple[int, ...] = SEEDS) -> dict[str, Any]:
+    """Leave-one-domain-out on the sources: ERM trained on gtav only, scored on synthia's val split, one run per
+    (lr, seed); the chosen lr has the best mean over the seeds. Returns the summary that ``summary.json`` holds."""
     from pinmem.data import build_dataset
     from pinmem.engine.config import load_config
     from pinmem.evaluation.evaluate import evaluate
@@ -344,27 +346,35 @@ def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]
     from pinmem.training.trainer import Trainer
 
     roots = world_roots(budget, work / "world", results / "world")
-    scores = {}
+    scores: dict[str, dict[str, float]] = {}
     for lr in candidates:
-        path = results / "lr_selection" / f"erm-gtav-to-synthia-lr{lr:g}.json"
-        if path.is_file():
-            scores[lr] = json.loads(path.read_text())["synthia_val_miou"]
-            continue
-        out_dir = work / "lr_selection" / f"lr{lr:g}"
-        overrides = train_overrides(budget, Run("erm", "main", SEEDS[0]), work / "world", out_dir)
-        overrides = [o for o in overrides if not o.startswith(("data.sources=", "train.lr="))]
-        overrides += ["data.sources=[gtav]", f"train.lr={lr}", f"train.batch_per_domain={2 * budget.batch_per_domain}"]
-        start = time.time()
-        Trainer(load_config(None, overrides)).fit()
-        model = load_model(out_dir / "checkpoints" / "last.pt").model
-        miou = 100 * evaluate(model, build_dataset("synthia", roots["synthia"], "val"), batch_size=8).miou
-        scores[lr] = miou
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"lr": lr, "synthia_val_miou": miou, "train": "gtav", "validate": "synthia val",
-                                    "budget": budget.name, "wall_s": round(time.time() - start, 1),
-                                    **process_provenance(), "overrides": overrides}, indent=1))
-        log.info("lr %g: synthia val mIoU %.2f", lr, miou)
-    return scores
+        for seed in seeds:
+            path = results / "lr_selection" / f"erm-gtav-to-synthia-lr{lr:g}-s{seed}.json"
+            if not path.is_file():
+                out_dir = work / "lr_selection" / f"lr{lr:g}-s{seed}"
+                overrides = train_overrides(budget, Run("erm", "main", seed), work / "world", out_dir)
+                overrides = [o for o in overrides if not o.startswith(("data.sources=", "train.lr="))]
+                overrides += ["data.sources=[gtav]", f"train.lr={lr}",
+                              f"train.batch_per_domain={2 * budget.batch_per_domain}"]
+                start = time.time()
+                Trainer(load_config(None, overrides)).fit()
+                model = load_model(out_dir / "checkpoints" / "last.pt").model
+                miou = 100 * evaluate(model, build_dataset("synthia", roots["synthia"], "val"), batch_size=8).miou
+                write_json_atomic(path, {"lr": lr, "seed": seed, "synthia_val_miou": miou, "train": "gtav",
+                                         "validate": "synthia val", "budget": budget.name,
+                                         "wall_s": round(time.time() - start, 1), **process_provenance(),
+                                         "overrides": overrides})
+                log.info("lr %g, seed %d: synthia val mIoU %.2f", lr, seed, miou)
+            scores.setdefault(f"{lr:g}", {})[str(seed)] = json.loads(path.read_text())["synthia_val_miou"]
+    return lr_selection_summary(scores)
+
+
+def lr_selection_summary(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Mean and std over seeds per lr (std 0 for one seed), and the lr with the best mean."""
+    mean = {lr: statistics.fmean(v.values()) for lr, v in scores.items()}
+    std = {lr: statistics.stdev(v.values()) if len(v) > 1 else 0.0 for lr, v in scores.items()}
+    return {"chosen": max(mean, key=mean.__getitem__), "mean": mean, "std": std, "seeds": scores,
+            "train": "gtav", "validate": "synthia val"}
 
 
 #: the budgets ``device_street.sh --iterations auto`` chooses from, largest first
@@ -441,6 +451,8 @@ def main(argv: list[str] | None = None) -> None:
                              "BUDGET.md and budget_curve.png in --results")
     parser.add_argument("--select-lr", nargs="*", type=float, default=None,
                         help="leave-one-domain-out lr selection (gtav -> synthia val) over these values")
+    parser.add_argument("--select-seeds", nargs="+", type=int, default=list(SEEDS), metavar="SEED",
+                        help="with --select-lr: the seeds of each candidate (the best mean over them is chosen)")
     parser.add_argument("--iterations", type=int, default=Budget.iterations)
     parser.add_argument("--crop", type=int, default=Budget.crop)
     parser.add_argument("--lr", type=float, default=Budget.lr)
@@ -465,10 +477,10 @@ def main(argv: list[str] | None = None) -> None:
     folder = args.results / budget.name
     budget_argv = _strip_selection(argv)
     if args.select_lr is not None:
-        scores = select_lr(budget, args.work, args.results, args.select_lr or [0.005, 0.01, 0.02, 0.05])
-        summary = json.dumps({f"{lr:g}": miou for lr, miou in scores.items()}, indent=1)
-        (args.results / "lr_selection" / "summary.json").write_text(summary + "\n")
-        print(summary)
+        summary = select_lr(budget, args.work, args.results, args.select_lr or [0.005, 0.01, 0.02, 0.05],
+                            tuple(args.select_seeds))
+        write_json_atomic(args.results / "lr_selection" / "summary.json", summary)
+        print(json.dumps(summary, indent=1))
         return
     if args.plan_iterations is not None:
         if args.seconds_left is None:

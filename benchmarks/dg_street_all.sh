@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 mkdir -p results/street/lr_selection
-"$PY" benchmarks/dg_street.py --select-lr 0.01 0.02 0.05 "$@" > results/street/lr_selection/summary.json
-LR=$("$PY" -c "import json; d = json.load(open('results/street/lr_selection/summary.json')); print(max(d, key=d.get))")
+"$PY" benchmarks/dg_street.py --select-lr 0.01 0.02 0.05 "$@"   # 3 seeds each; writes lr_selection/summary.json
+LR=$("$PY" -c "import json; print(json.load(open('results/street/lr_selection/summary.json'))['chosen'])")
 echo "learning rate chosen on the sources: $LR"
 "$PY" benchmarks/dg_street.py --lr "$LR" "$@"

@@ -140,20 +140,32 @@ def test_the_report_shows_the_released_and_the_fair_comparison(bench, tiny_grid,
     assert re.search(r"\| erm \| main \| [0-9.]+ \(1\) \| [0-9.]+ \| [0-9.]+ \(1\) \|", text)
 
 
-def test_lr_selection_writes_one_file_per_lr_and_the_summary(bench, tmp_path, capsys):
-    """Leave-one-domain-out lr selection (gtav -> synthia val): a file per candidate naming the commit, and the
-    summary the docs quote; a rerun skips the candidates that have a file."""
+def test_lr_selection_writes_one_file_per_lr_and_seed_and_the_summary(bench, tmp_path, capsys):
+    """Leave-one-domain-out lr selection (gtav -> synthia val): a file per (lr, seed) naming the commit, and the
+    summary the docs quote (mean and std over the seeds, the best mean chosen); a rerun skips what has a file."""
     # the selection trains on gtav alone with twice the batch: 8 scenes make one epoch of it
     args = [*TINY, "--num-train", "8", "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
-    bench.main([*args, "--select-lr", "0.01", "0.02"])
+    bench.main([*args, "--select-lr", "0.01", "0.02", "--select-seeds", "304", "305"])
     folder = tmp_path / "results" / "lr_selection"
     summary = json.loads((folder / "summary.json").read_text())
-    assert list(summary) == ["0.01", "0.02"] and all(0 <= v <= 100 for v in summary.values())
-    one = json.loads((folder / "erm-gtav-to-synthia-lr0.01.json").read_text())
-    assert one["synthia_val_miou"] == summary["0.01"] and one["git_commit"] and one["train"] == "gtav"
-    stamp = (folder / "erm-gtav-to-synthia-lr0.01.json").stat().st_mtime_ns
-    bench.main([*args, "--select-lr", "0.01"])
-    assert (folder / "erm-gtav-to-synthia-lr0.01.json").stat().st_mtime_ns == stamp
+    assert list(summary["mean"]) == ["0.01", "0.02"] and list(summary["seeds"]["0.01"]) == ["304", "305"]
+    one = json.loads((folder / "erm-gtav-to-synthia-lr0.01-s305.json").read_text())
+    assert one["synthia_val_miou"] == summary["seeds"]["0.01"]["305"] and one["seed"] == 305
+    assert one["git_commit"] and one["train"] == "gtav"
+    for lr, scores in summary["seeds"].items():
+        assert all(0 <= v <= 100 for v in scores.values())
+        assert summary["mean"][lr] == pytest.approx(sum(scores.values()) / 2)
+    assert summary["chosen"] == max(summary["mean"], key=summary["mean"].get)
+    stamp = (folder / "erm-gtav-to-synthia-lr0.01-s304.json").stat().st_mtime_ns
+    bench.main([*args, "--select-lr", "0.01", "--select-seeds", "304"])
+    assert (folder / "erm-gtav-to-synthia-lr0.01-s304.json").stat().st_mtime_ns == stamp
+    assert json.loads((folder / "summary.json").read_text())["std"] == {"0.01": 0.0}
+
+
+def test_lr_selection_summary_picks_the_best_mean_not_the_best_single_run(bench):
+    summary = bench.lr_selection_summary({"0.01": {"304": 16.0, "305": 10.0}, "0.05": {"304": 14.0, "305": 14.0}})
+    assert summary["chosen"] == "0.05" and summary["mean"] == {"0.01": 13.0, "0.05": 14.0}
+    assert summary["std"]["0.05"] == 0.0
 
 
 def test_bn_statistics_scores_a_grid_checkpoint_with_stored_and_recomputed_statistics(tiny_grid, tmp_path, capsys):
