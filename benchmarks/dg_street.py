@@ -363,6 +363,7 @@ def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]
                 write_json_atomic(path, {"lr": lr, "seed": seed, "synthia_val_miou": miou, "train": "gtav",
                                          "validate": "synthia val", "budget": budget.name,
                                          "wall_s": round(time.time() - start, 1), **process_provenance(),
+                                         "machine": machine_info(budget.device),
                                          "overrides": overrides})
                 log.info("lr %g, seed %d: synthia val mIoU %.2f", lr, seed, miou)
             scores.setdefault(f"{lr:g}", {})[str(seed)] = json.loads(path.read_text())["synthia_val_miou"]

@@ -151,7 +151,7 @@ def test_lr_selection_writes_one_file_per_lr_and_seed_and_the_summary(bench, tmp
     assert list(summary["mean"]) == ["0.01", "0.02"] and list(summary["seeds"]["0.01"]) == ["304", "305"]
     one = json.loads((folder / "erm-gtav-to-synthia-lr0.01-s305.json").read_text())
     assert one["synthia_val_miou"] == summary["seeds"]["0.01"]["305"] and one["seed"] == 305
-    assert one["git_commit"] and one["train"] == "gtav"
+    assert one["git_commit"] and one["train"] == "gtav" and one["machine"]["cpu_capability"]
     for lr, scores in summary["seeds"].items():
         assert all(0 <= v <= 100 for v in scores.values())
         assert summary["mean"][lr] == pytest.approx(sum(scores.values()) / 2)
