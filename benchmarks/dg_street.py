@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 from measurement import add_allow_dirty_argument, machine_info, provenance, write_json_atomic
-from street_report import is_clean, report, report_budget
+from street_report import is_clean, report, report_budget, spread
 
 from pinmem.engine.method_specs import METHOD_NAMES as METHODS  # every method, in the registry order
 
@@ -350,7 +350,9 @@ def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]
     for lr in candidates:
         for seed in seeds:
             path = results / "lr_selection" / f"erm-gtav-to-synthia-lr{lr:g}-s{seed}.json"
-            if not path.is_file():
+            if path.is_file():
+                miou = json.loads(path.read_text())["synthia_val_miou"]
+            else:
                 out_dir = work / "lr_selection" / f"lr{lr:g}-s{seed}"
                 overrides = train_overrides(budget, Run("erm", "main", seed), work / "world", out_dir)
                 overrides = [o for o in overrides if not o.startswith(("data.sources=", "train.lr="))]
@@ -366,14 +368,14 @@ def select_lr(budget: Budget, work: Path, results: Path, candidates: list[float]
                                          "machine": machine_info(budget.device),
                                          "overrides": overrides})
                 log.info("lr %g, seed %d: synthia val mIoU %.2f", lr, seed, miou)
-            scores.setdefault(f"{lr:g}", {})[str(seed)] = json.loads(path.read_text())["synthia_val_miou"]
+            scores.setdefault(f"{lr:g}", {})[str(seed)] = miou
     return lr_selection_summary(scores)
 
 
 def lr_selection_summary(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Mean and std over seeds per lr (std 0 for one seed), and the lr with the best mean."""
     mean = {lr: statistics.fmean(v.values()) for lr, v in scores.items()}
-    std = {lr: statistics.stdev(v.values()) if len(v) > 1 else 0.0 for lr, v in scores.items()}
+    std = {lr: spread(list(v.values())) for lr, v in scores.items()}
     return {"chosen": max(mean, key=mean.__getitem__), "mean": mean, "std": std, "seeds": scores,
             "train": "gtav", "validate": "synthia val"}
 

@@ -51,6 +51,11 @@ def processors(result: dict[str, Any]) -> set[str]:
     return {m.get("gpu") or f"{m['cpu']} ({m['cpu_capability']})" for m in machines(result)}
 
 
+def spread(values: list[float]) -> float:
+    """The sample standard deviation over seeds, 0 for a single seed."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def mean_std(values: list[float]) -> str:
     if not values:
         return "–"
@@ -167,7 +172,7 @@ def bar_chart(rows: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(keys) + 2), 4))
     for i, key in enumerate(keys):
         values = groups[key]["target"]
-        ax.bar(i, statistics.fmean(values), yerr=statistics.stdev(values) if len(values) > 1 else 0,
+        ax.bar(i, statistics.fmean(values), yerr=spread(values),
                color="tab:red" if key[0] == "pinmem" else "tab:blue", capsize=3)
     ax.set_xticks(range(len(keys)), [f"{m}\n{v}" if v != "main" else m for m, v in keys], rotation=60, fontsize=7)
     ax.set_ylabel("target mean mIoU (%)")
@@ -256,7 +261,7 @@ def budget_plot(curves: Curves, path: Path, gpus: dict[int, str] | None = None) 
         budgets = sorted(points)
         for ax, what in zip(axes, ("target", "source"), strict=True):
             means = [statistics.fmean(points[n][what]) for n in budgets]
-            stds = [statistics.stdev(points[n][what]) if len(points[n][what]) > 1 else 0.0 for n in budgets]
+            stds = [spread(points[n][what]) for n in budgets]
             ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, color=colours[method],
                         linestyle="-" if variant == "main" else "--", label=f"{method} ({variant})")
     for ax, what in zip(axes, ("unseen targets (mean of 3)", "source val (mean of 2)"), strict=True):
